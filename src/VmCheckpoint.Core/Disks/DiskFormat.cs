@@ -1,0 +1,10 @@
+namespace VmCheckpoint.Core.Disks
+{
+    /// <summary>On-disk formats of a virtual disk.</summary>
+    public enum DiskFormat
+    {
+        Raw,
+        Qcow2,
+        Vhdx,
+    }
+}
