@@ -2,8 +2,8 @@ using System.IO;
 
 namespace VmCheckpoint.Core.Disks
 {
-    /// <summary>A disk image that is corrupt, hostile or of an unsupported variant.</summary>
-    public sealed class CorruptImageException : InvalidDataException
+    /// <summary>A disk image that is corrupt, hostile or of an unsupported variant (InvalidDataException is sealed, hence IOException).</summary>
+    public sealed class CorruptImageException : IOException
     {
         public CorruptImageException(string path, string message)
             : base($"{path}: {message}")

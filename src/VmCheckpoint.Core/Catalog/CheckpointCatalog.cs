@@ -1,0 +1,214 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using LiteDB;
+using VmCheckpoint.Core.Repository;
+
+namespace VmCheckpoint.Core.Catalog
+{
+    /// <summary>What a synchronisation of the catalog with a repository changed.</summary>
+    public sealed class CatalogSyncResult
+    {
+        public int Added { get; set; }
+        public int Removed { get; set; }
+        public List<string> Unreadable { get; } = new List<string>();
+    }
+
+    /// <summary>
+    /// The LiteDB catalog: an index of repositories' checkpoints and a log of jobs, kept on local disk
+    /// (LiteDB's locking is not safe over network shares). It is never the only copy of anything: each
+    /// use synchronises it with the repository, which rebuilds whatever is missing.
+    /// </summary>
+    public sealed class CheckpointCatalog : IDisposable
+    {
+        public const string PathVariable = "VMCHECKPOINT_CATALOG";
+        private readonly LiteDatabase _db;
+        private readonly ILiteCollection<CheckpointInfo> _checkpoints;
+        private readonly ILiteCollection<JobRecord> _jobs;
+
+        public CheckpointCatalog(string path)
+        {
+            Path = System.IO.Path.GetFullPath(path);
+            var dir = System.IO.Path.GetDirectoryName(Path);
+            if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
+            var mapper = new BsonMapper();
+            mapper.EnumAsInteger = false;
+            _db = new LiteDatabase(new ConnectionString { Filename = Path, Connection = ConnectionType.Shared }, mapper);
+            _checkpoints = _db.GetCollection<CheckpointInfo>("checkpoints");
+            _checkpoints.EnsureIndex(x => x.RepositoryId);
+            _checkpoints.EnsureIndex(x => x.VmName);
+            _jobs = _db.GetCollection<JobRecord>("jobs");
+            _jobs.EnsureIndex(x => x.Start);
+        }
+
+        public string Path { get; }
+
+        /// <summary>$VMCHECKPOINT_CATALOG, else catalog.db under the user's local application data.</summary>
+        public static string DefaultPath
+        {
+            get
+            {
+                var fromEnv = Environment.GetEnvironmentVariable(PathVariable);
+                if (!string.IsNullOrEmpty(fromEnv)) return fromEnv!;
+                var local = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create);
+                if (string.IsNullOrEmpty(local)) local = System.IO.Path.GetTempPath();
+                return System.IO.Path.Combine(local, "VmCheckpoint", "catalog.db");
+            }
+        }
+
+        public static CheckpointCatalog OpenDefault() => new CheckpointCatalog(DefaultPath);
+
+        /// <summary>Brings the catalog in line with the repository: indexes new checkpoints, forgets removed ones.</summary>
+        public CatalogSyncResult Synchronize(CheckpointRepository repository, CancellationToken cancellationToken = default)
+        {
+            var result = new CatalogSyncResult();
+            var files = repository.ListCheckpoints();
+            var known = new HashSet<string>(_checkpoints.Find(c => c.RepositoryId == repository.Id).Select(c => c.Id), StringComparer.Ordinal);
+            var present = new HashSet<string>(files.Select(f => f.Id), StringComparer.Ordinal);
+            foreach (var file in files)
+            {
+                cancellationToken.ThrowIfCancellationRequested();
+                if (known.Contains(file.Id)) continue;
+                try
+                {
+                    AddCheckpoint(repository, repository.ReadCheckpoint(file));
+                    result.Added++;
+                }
+                catch (Exception e) when (e is InvalidDataException || e is IOException || e is KeyNotFoundException)
+                {
+                    result.Unreadable.Add($"{file.Path}: {e.Message}");
+                }
+            }
+            foreach (var id in known.Where(k => !present.Contains(k)))
+            {
+                _checkpoints.Delete(KeyOf(repository.Id, id));
+                result.Removed++;
+            }
+            if (_checkpoints.Count(c => c.RepositoryId == repository.Id && c.Repository != repository.Path) > 0)
+            {
+                // The same repository reached through another path (a share mounted elsewhere).
+                foreach (var c in _checkpoints.Find(c => c.RepositoryId == repository.Id).ToList())
+                {
+                    c.Repository = repository.Path;
+                    _checkpoints.Update(c);
+                }
+            }
+            return result;
+        }
+
+        public void AddCheckpoint(CheckpointRepository repository, CheckpointManifest m)
+        {
+            var info = new CheckpointInfo
+            {
+                Key = KeyOf(repository.Id, m.Id),
+                Id = m.Id,
+                VmName = m.VmName,
+                Hypervisor = m.Hypervisor,
+                Host = m.Host,
+                Time = m.StartTime,
+                EndTime = m.EndTime,
+                ParentId = m.ParentId,
+                VirtualSize = m.VirtualSize,
+                ReadBytes = m.Statistics.ReadBytes,
+                ChangedBytes = m.Statistics.ChangedBytes,
+                StoredBytes = m.Statistics.StoredBytes,
+                DurationSeconds = m.Statistics.DurationSeconds,
+                Note = m.Note,
+                RepositoryId = repository.Id,
+                Repository = repository.Path,
+                Disks = m.Disks.Select(d => new CheckpointDiskInfo
+                {
+                    Name = d.Name,
+                    SourcePath = d.SourcePath,
+                    SourceFormat = d.SourceFormat.ToString().ToLowerInvariant(),
+                    VirtualSize = d.VirtualSize,
+                    DataBytes = DataBytes(d, m.BlockSize),
+                }).ToList(),
+            };
+            _checkpoints.Upsert(info);
+        }
+
+        private static long DataBytes(DiskManifest d, int blockSize)
+        {
+            long n = (long)d.Blocks.Count * blockSize;
+            if (d.Blocks.Count > 0 && d.Blocks.IndexAt(d.Blocks.Count - 1) == (d.VirtualSize - 1) / blockSize)
+                n -= (long)blockSize * ((d.VirtualSize + blockSize - 1) / blockSize) - d.VirtualSize;
+            return n;
+        }
+
+        public void RemoveCheckpoint(string repositoryId, string id) => _checkpoints.Delete(KeyOf(repositoryId, id));
+
+        /// <summary>Checkpoints of a repository, newest first.</summary>
+        public List<CheckpointInfo> GetCheckpoints(string repositoryId, Func<CheckpointInfo, bool>? filter = null)
+        {
+            var all = _checkpoints.Find(c => c.RepositoryId == repositoryId);
+            return (filter is null ? all : all.Where(filter)).OrderByDescending(c => c.Time).ThenByDescending(c => c.Id).ToList();
+        }
+
+        /// <summary>One entry per VM of a repository.</summary>
+        public List<CheckpointedVmInfo> GetVms(string repositoryId, Func<string, bool>? nameFilter = null)
+        {
+            return GetCheckpoints(repositoryId, c => nameFilter is null || nameFilter(c.VmName))
+                .GroupBy(c => c.VmName, StringComparer.Ordinal)
+                .Select(g =>
+                {
+                    var latest = g.First();
+                    return new CheckpointedVmInfo
+                    {
+                        Name = g.Key,
+                        Hypervisor = latest.Hypervisor,
+                        Host = latest.Host,
+                        CheckpointCount = g.Count(),
+                        LatestTime = latest.Time,
+                        LatestId = latest.Id,
+                        StoredBytes = g.Sum(c => c.StoredBytes),
+                        VirtualSize = latest.VirtualSize,
+                        Repository = latest.Repository,
+                    };
+                })
+                .OrderBy(v => v.Name, StringComparer.OrdinalIgnoreCase)
+                .ToList();
+        }
+
+        public JobRecord StartJob(string kind, string vmName, CheckpointRepository? repository)
+        {
+            using var me = Process.GetCurrentProcess();
+            var job = new JobRecord
+            {
+                Kind = kind,
+                VmName = vmName,
+                RepositoryId = repository?.Id ?? "",
+                Repository = repository?.Path ?? "",
+                ProcessId = me.Id,
+                Start = DateTime.UtcNow,
+                Result = JobResult.Running,
+            };
+            job.Id = _jobs.Insert(job).AsObjectId;
+            return job;
+        }
+
+        public void FinishJob(JobRecord job, JobResult result, string? error = null, string? checkpointId = null, string? message = null)
+        {
+            job.End = DateTime.UtcNow;
+            job.Result = result;
+            job.Error = error;
+            job.CheckpointId = checkpointId ?? job.CheckpointId;
+            job.Message = message ?? job.Message;
+            _jobs.Update(job);
+        }
+
+        /// <summary>The job log, newest first.</summary>
+        public List<JobRecord> GetJobs(Func<JobRecord, bool>? filter = null, int max = int.MaxValue)
+        {
+            var all = _jobs.FindAll().OrderByDescending(j => j.Start);
+            return (filter is null ? all : all.Where(filter)).Take(max).ToList();
+        }
+
+        private static string KeyOf(string repositoryId, string id) => repositoryId + "/" + id;
+
+        public void Dispose() => _db.Dispose();
+    }
+}

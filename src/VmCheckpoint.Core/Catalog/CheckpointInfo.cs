@@ -1,0 +1,96 @@
+using System;
+using System.Collections.Generic;
+using LiteDB;
+
+namespace VmCheckpoint.Core.Catalog
+{
+    /// <summary>A disk of a checkpoint, as the catalog lists it.</summary>
+    public sealed class CheckpointDiskInfo
+    {
+        public string Name { get; set; } = "";
+        public string SourcePath { get; set; } = "";
+        public string SourceFormat { get; set; } = "";
+        public long VirtualSize { get; set; }
+        /// <summary>Bytes of the disk that hold data (blocks listed in the manifest).</summary>
+        public long DataBytes { get; set; }
+
+        public override string ToString() => Name;
+    }
+
+    /// <summary>One checkpoint as the catalog indexes it (everything but the block tables).</summary>
+    public sealed class CheckpointInfo
+    {
+        /// <summary>Catalog key: repository id and checkpoint id.</summary>
+        [BsonId]
+        public string Key { get; set; } = "";
+        public string Id { get; set; } = "";
+        public string VmName { get; set; } = "";
+        public string Hypervisor { get; set; } = "";
+        public string Host { get; set; } = "";
+        public DateTime Time { get; set; }
+        public DateTime EndTime { get; set; }
+        public string? ParentId { get; set; }
+        public List<CheckpointDiskInfo> Disks { get; set; } = new List<CheckpointDiskInfo>();
+        public bool IncludesMemory { get; set; }
+        public long VirtualSize { get; set; }
+        public long ReadBytes { get; set; }
+        public long ChangedBytes { get; set; }
+        public long StoredBytes { get; set; }
+        public double DurationSeconds { get; set; }
+        public string? Note { get; set; }
+        public string RepositoryId { get; set; } = "";
+        /// <summary>The repository path this checkpoint was last seen through (for piping into other cmdlets).</summary>
+        public string Repository { get; set; } = "";
+
+        [BsonIgnore]
+        public TimeSpan Duration => TimeSpan.FromSeconds(DurationSeconds);
+
+        public override string ToString() => $"{VmName} {Id} {Time:u}";
+    }
+
+    /// <summary>One VM with checkpoints in a repository.</summary>
+    public sealed class CheckpointedVmInfo
+    {
+        public string Name { get; set; } = "";
+        public string Hypervisor { get; set; } = "";
+        public string Host { get; set; } = "";
+        public int CheckpointCount { get; set; }
+        public DateTime LatestTime { get; set; }
+        public string LatestId { get; set; } = "";
+        /// <summary>Bytes the VM's checkpoints added to the repository, compressed.</summary>
+        public long StoredBytes { get; set; }
+        public long VirtualSize { get; set; }
+        public string Repository { get; set; } = "";
+
+        public override string ToString() => Name;
+    }
+
+    public enum JobResult
+    {
+        Running,
+        Succeeded,
+        Failed,
+        Cancelled,
+    }
+
+    /// <summary>A line of the job log: every checkpoint, restore, verification or removal run.</summary>
+    public sealed class JobRecord
+    {
+        public ObjectId? Id { get; set; }
+        public string Kind { get; set; } = "";
+        public string VmName { get; set; } = "";
+        public string RepositoryId { get; set; } = "";
+        public string Repository { get; set; } = "";
+        public string Host { get; set; } = Environment.MachineName;
+        public int ProcessId { get; set; }
+        public DateTime Start { get; set; }
+        public DateTime? End { get; set; }
+        public JobResult Result { get; set; }
+        public string? Error { get; set; }
+        public string? CheckpointId { get; set; }
+        public string? Message { get; set; }
+
+        [BsonIgnore]
+        public TimeSpan? Duration => End.HasValue ? End.Value - Start : (TimeSpan?)null;
+    }
+}

@@ -1,0 +1,173 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Repository;
+
+namespace VmCheckpoint.Core.Jobs
+{
+    /// <summary>What to checkpoint: one VM's disks (already opened as point-in-time views) and its configuration.</summary>
+    public sealed class CheckpointRequest
+    {
+        public CheckpointRequest(string vmName, IReadOnlyList<DiskSource> disks)
+        {
+            VmName = vmName;
+            Disks = disks;
+        }
+
+        public string VmName { get; }
+        public IReadOnlyList<DiskSource> Disks { get; }
+        /// <summary>"Offline" for image files; "Libvirt" or "HyperV" for live VMs.</summary>
+        public string Hypervisor { get; set; } = Hypervisors.HypervisorNames.Offline;
+        public string Host { get; set; } = Environment.MachineName;
+        public string? VmId { get; set; }
+        public string? Configuration { get; set; }
+        public string? Note { get; set; }
+        /// <summary>How long to wait while blocks are being reclaimed by another process.</summary>
+        public TimeSpan LockWait { get; set; } = TimeSpan.FromMinutes(10);
+    }
+
+    /// <summary>
+    /// Takes one checkpoint: every data block of every disk is hashed and only blocks the repository lacks are
+    /// stored; the manifest, complete on its own, is written last, so an interrupted run leaves every earlier
+    /// checkpoint intact and the next run reuses what this one stored.
+    /// </summary>
+    public sealed class CheckpointJob
+    {
+        private readonly CheckpointRepository _repository;
+        private readonly CheckpointCatalog? _catalog;
+        private readonly IJobReporter _reporter;
+
+        public CheckpointJob(CheckpointRepository repository, CheckpointCatalog? catalog, IJobReporter? reporter = null)
+        {
+            _repository = repository;
+            _catalog = catalog;
+            _reporter = reporter ?? NullJobReporter.Instance;
+        }
+
+        /// <summary>Opens image files as the disks of one checkpoint, each named after its file's base name.</summary>
+        public static List<DiskSource> OpenDiskFiles(IEnumerable<string> paths)
+        {
+            var sources = new List<DiskSource>();
+            try
+            {
+                foreach (var path in paths)
+                {
+                    var full = Path.GetFullPath(path);
+                    if (!File.Exists(full)) throw new FileNotFoundException($"Disk image {full} does not exist.", full);
+                    var name = Path.GetFileNameWithoutExtension(full);
+                    if (string.IsNullOrEmpty(name)) name = Path.GetFileName(full);
+                    CheckpointManifest.ValidateDiskName(name, full);
+                    if (sources.Any(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase)))
+                        throw new ArgumentException($"Two disks would be named '{name}' ({full}); give each disk file a distinct name.");
+                    sources.Add(new DiskSource(name, DiskImage.Open(full), null, full));
+                }
+                return sources;
+            }
+            catch
+            {
+                foreach (var s in sources) s.Image.Dispose();
+                throw;
+            }
+        }
+
+        public CheckpointManifest Run(CheckpointRequest request, CancellationToken cancellationToken = default)
+        {
+            if (string.IsNullOrWhiteSpace(request.VmName)) throw new ArgumentException("A checkpoint needs a VM name.");
+            if (request.Disks.Count == 0) throw new ArgumentException("A checkpoint needs at least one disk.");
+            var job = _catalog?.StartJob("Checkpoint", request.VmName, _repository);
+            try
+            {
+                var manifest = RunLocked(request, cancellationToken);
+                if (_catalog != null)
+                {
+                    _catalog.AddCheckpoint(_repository, manifest);
+                    _catalog.FinishJob(job!, JobResult.Succeeded, checkpointId: manifest.Id, message: manifest.Note);
+                }
+                return manifest;
+            }
+            catch (OperationCanceledException)
+            {
+                if (job != null) _catalog!.FinishJob(job, JobResult.Cancelled, "Cancelled.");
+                throw;
+            }
+            catch (Exception e)
+            {
+                if (job != null) _catalog!.FinishJob(job, JobResult.Failed, e.Message);
+                throw;
+            }
+        }
+
+        private CheckpointManifest RunLocked(CheckpointRequest request, CancellationToken cancellationToken)
+        {
+            var clock = Stopwatch.StartNew();
+            var start = DateTime.UtcNow;
+            using var repositoryLock = _repository.Lock(LockKind.Shared, request.LockWait, cancellationToken);
+            using var store = _repository.OpenStore(cancellationToken);
+            var parent = FindParent(request.VmName);
+            _reporter.Verbose(parent is null
+                ? $"No earlier checkpoint of '{request.VmName}': every data block is read; blocks already in the repository are not stored again."
+                : $"Parent checkpoint {parent.Id} of {parent.StartTime:u}: only blocks whose hash changed are stored.");
+
+            var manifest = new CheckpointManifest
+            {
+                VmName = request.VmName,
+                Hypervisor = request.Hypervisor,
+                Host = request.Host,
+                VmId = request.VmId,
+                StartTime = start,
+                ParentId = parent?.Id,
+                BlockSize = _repository.BlockSize,
+                Configuration = request.Configuration,
+                Note = request.Note,
+            };
+            var uploader = new DiskUploader(store, _repository.BlockSize);
+            const string activity = "Checkpointing";
+            for (int i = 0; i < request.Disks.Count; i++)
+            {
+                var disk = request.Disks[i];
+                var parentDisk = parent?.Disks.FirstOrDefault(d => string.Equals(d.Name, disk.Name, StringComparison.Ordinal));
+                int lastPercent = -1;
+                string status = $"{request.VmName}: disk {disk.Name} ({i + 1} of {request.Disks.Count})";
+                _reporter.Progress(activity, status, 0);
+                var table = uploader.Upload(disk, parentDisk?.Blocks, manifest.Statistics, (done, total) =>
+                {
+                    int percent = total == 0 ? 100 : (int)(100 * done / total);
+                    if (percent == lastPercent) return;
+                    lastPercent = percent;
+                    _reporter.Progress(activity, status, percent);
+                }, cancellationToken);
+                manifest.Disks.Add(new DiskManifest(disk.Name, disk.SourcePath, disk.Image.Format, disk.Image.VirtualSize, table));
+            }
+            store.Flush();
+            cancellationToken.ThrowIfCancellationRequested();
+            manifest.EndTime = DateTime.UtcNow;
+            manifest.Statistics.DurationSeconds = clock.Elapsed.TotalSeconds;
+            _repository.SaveCheckpoint(manifest);
+            _reporter.Verbose($"Checkpoint {manifest.Id}: read {manifest.Statistics.ReadBytes} bytes, {manifest.Statistics.ChangedBytes} changed, stored {manifest.Statistics.StoredBytes} new bytes.");
+            return manifest;
+        }
+
+        /// <summary>The VM's newest readable checkpoint; a damaged one is skipped, never fatal.</summary>
+        private CheckpointManifest? FindParent(string vmName)
+        {
+            foreach (var file in _repository.ListCheckpoints(vmName).Reverse())
+            {
+                try
+                {
+                    var m = _repository.ReadCheckpoint(file);
+                    if (m.VmName == vmName) return m;
+                }
+                catch (Exception e) when (e is InvalidDataException || e is IOException || e is KeyNotFoundException)
+                {
+                    _reporter.Warning($"Checkpoint {file.Id} cannot be read and is not used as parent: {e.Message}");
+                }
+            }
+            return null;
+        }
+    }
+}

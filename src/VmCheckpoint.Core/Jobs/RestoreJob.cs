@@ -1,0 +1,183 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
+using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Repository;
+
+namespace VmCheckpoint.Core.Jobs
+{
+    /// <summary>A disk file written by a restore.</summary>
+    public sealed class RestoredDisk
+    {
+        public string Name { get; set; } = "";
+        public string Path { get; set; } = "";
+        public DiskFormat Format { get; set; }
+        public long VirtualSize { get; set; }
+        public long DataBytes { get; set; }
+    }
+
+    public sealed class RestoreRequest
+    {
+        public RestoreRequest(CheckpointFile checkpoint, string destination)
+        {
+            Checkpoint = checkpoint;
+            Destination = destination;
+        }
+
+        public CheckpointFile Checkpoint { get; }
+        public string Destination { get; }
+        public DiskFormat Format { get; set; } = DiskFormat.Qcow2;
+        /// <summary>Overwrite existing files of the same names.</summary>
+        public bool Force { get; set; }
+        /// <summary>Restore only these disks (all when null).</summary>
+        public IReadOnlyCollection<string>? DiskNames { get; set; }
+        public TimeSpan LockWait { get; set; } = TimeSpan.FromMinutes(10);
+    }
+
+    /// <summary>
+    /// Writes a checkpoint's disks as image files. Every block is checked against its hash as it is read; each
+    /// file is written under a temporary name and renamed when complete, so a failed restore leaves no
+    /// half-written disk under the final name.
+    /// </summary>
+    public sealed class RestoreJob
+    {
+        private readonly CheckpointRepository _repository;
+        private readonly CheckpointCatalog? _catalog;
+        private readonly IJobReporter _reporter;
+
+        public RestoreJob(CheckpointRepository repository, CheckpointCatalog? catalog, IJobReporter? reporter = null)
+        {
+            _repository = repository;
+            _catalog = catalog;
+            _reporter = reporter ?? NullJobReporter.Instance;
+        }
+
+        public static string Extension(DiskFormat format) => format.ToString().ToLowerInvariant();
+
+        /// <summary>The files a restore would write, without writing them.</summary>
+        public IReadOnlyList<string> PlanTargets(CheckpointManifest manifest, RestoreRequest request)
+            => SelectDisks(manifest, request).Select(d => TargetPath(request, d)).ToList();
+
+        public IReadOnlyList<RestoredDisk> Run(RestoreRequest request, CancellationToken cancellationToken = default)
+        {
+            var job = _catalog?.StartJob("Restore", "", _repository);
+            try
+            {
+                var manifest = _repository.ReadCheckpoint(request.Checkpoint);
+                if (job != null) { job.VmName = manifest.VmName; job.CheckpointId = manifest.Id; }
+                using var repositoryLock = _repository.Lock(LockKind.Shared, request.LockWait, cancellationToken);
+                var disks = SelectDisks(manifest, request);
+                var targets = disks.Select(d => TargetPath(request, d)).ToList();
+                if (!request.Force)
+                {
+                    var existing = targets.FirstOrDefault(File.Exists);
+                    if (existing != null)
+                        throw new IOException($"{existing} already exists; use -Force to overwrite it.");
+                }
+                Directory.CreateDirectory(request.Destination);
+                using var store = _repository.OpenStore(cancellationToken);
+                var restored = new List<RestoredDisk>();
+                for (int i = 0; i < disks.Count; i++)
+                {
+                    string status = $"{manifest.VmName} {manifest.Id}: disk {disks[i].Name} ({i + 1} of {disks.Count})";
+                    restored.Add(RestoreDisk(store, manifest, disks[i], targets[i], request, status, cancellationToken));
+                }
+                if (job != null) _catalog!.FinishJob(job, JobResult.Succeeded, message: string.Join(", ", targets));
+                return restored;
+            }
+            catch (OperationCanceledException)
+            {
+                if (job != null) _catalog!.FinishJob(job, JobResult.Cancelled, "Cancelled.");
+                throw;
+            }
+            catch (Exception e)
+            {
+                if (job != null) _catalog!.FinishJob(job, JobResult.Failed, e.Message);
+                throw;
+            }
+        }
+
+        private static List<DiskManifest> SelectDisks(CheckpointManifest manifest, RestoreRequest request)
+        {
+            if (request.DiskNames is null) return manifest.Disks;
+            var missing = request.DiskNames.Where(n => !manifest.Disks.Any(d => string.Equals(d.Name, n, StringComparison.OrdinalIgnoreCase))).ToList();
+            if (missing.Count > 0)
+                throw new KeyNotFoundException($"Checkpoint {manifest.Id} has no disk named {string.Join(", ", missing)} (it has {string.Join(", ", manifest.Disks.Select(d => d.Name))}).");
+            return manifest.Disks.Where(d => request.DiskNames.Contains(d.Name, StringComparer.OrdinalIgnoreCase)).ToList();
+        }
+
+        private static string TargetPath(RestoreRequest request, DiskManifest disk)
+            => Path.Combine(Path.GetFullPath(request.Destination), disk.Name + "." + Extension(request.Format));
+
+        private RestoredDisk RestoreDisk(BlockStore store, CheckpointManifest manifest, DiskManifest disk, string target,
+            RestoreRequest request, string status, CancellationToken cancellationToken)
+        {
+            long virtualSize = disk.VirtualSize;
+            if (request.Format == DiskFormat.Qcow2 && virtualSize % 512 != 0)
+                throw new InvalidOperationException($"Disk {disk.Name} has a size of {virtualSize} bytes, not a multiple of 512: restore it as raw.");
+            var temporary = target + ".partial-" + Hex.Random(4);
+            int blockSize = manifest.BlockSize;
+            var blocks = disk.Blocks;
+            int depth = Math.Max(2, Math.Min(8, Environment.ProcessorCount * 2));
+            var free = new BlockingCollection<byte[]>();
+            for (int i = 0; i < depth + 1; i++) free.Add(new byte[blockSize]);
+            var readers = new ThreadLocal<BlockReader>(() => new BlockReader(store, _repository.Layout), trackAllValues: true);
+            var pending = new Queue<Task<(byte[] Buffer, int Length)>>();
+            using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            long data = 0;
+            int lastPercent = -1;
+            try
+            {
+                using (var writer = DiskImage.Create(temporary, request.Format, virtualSize))
+                {
+                    int next = 0;
+                    for (int written = 0; written < blocks.Count; written++)
+                    {
+                        // Keep `depth` blocks being read and checked ahead of the writer, in disk order.
+                        while (next < blocks.Count && pending.Count < depth)
+                        {
+                            var hash = blocks.HashAt(next);
+                            var buffer = free.Take(failed.Token);
+                            pending.Enqueue(Task.Run(() => (buffer, readers.Value!.Read(hash, buffer)), failed.Token));
+                            next++;
+                        }
+                        var item = pending.Dequeue().GetAwaiter().GetResult();
+                        long offset = blocks.IndexAt(written) * (long)blockSize;
+                        int length = (int)Math.Min(item.Length, virtualSize - offset);
+                        writer.Write(offset, item.Buffer, 0, length);
+                        data += length;
+                        free.Add(item.Buffer);
+                        int percent = (int)(100L * (written + 1) / blocks.Count);
+                        if (percent != lastPercent) { lastPercent = percent; _reporter.Progress("Restoring", status, percent); }
+                    }
+                    writer.Complete();
+                }
+                if (File.Exists(target))
+                {
+                    if (!request.Force) throw new IOException($"{target} already exists; use -Force to overwrite it.");
+                    File.Delete(target);
+                }
+                File.Move(temporary, target);
+                _reporter.Verbose($"Restored disk {disk.Name} to {target} ({data} bytes of data).");
+                return new RestoredDisk { Name = disk.Name, Path = target, Format = request.Format, VirtualSize = virtualSize, DataBytes = data };
+            }
+            catch
+            {
+                failed.Cancel();
+                foreach (var t in pending) { try { t.Wait(); } catch (AggregateException) { } }
+                AtomicFile.TryDelete(temporary);
+                throw;
+            }
+            finally
+            {
+                foreach (var r in readers.Values) r.Dispose();
+                readers.Dispose();
+            }
+        }
+    }
+}

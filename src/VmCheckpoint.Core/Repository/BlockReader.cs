@@ -1,0 +1,121 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Security.Cryptography;
+
+namespace VmCheckpoint.Core.Repository
+{
+    /// <summary>A block in the repository is missing or does not match its hash.</summary>
+    public sealed class BlockDamagedException : IOException
+    {
+        public BlockDamagedException(string hash, string message) : base(message)
+        {
+            Hash = hash;
+        }
+
+        public string Hash { get; }
+    }
+
+    /// <summary>
+    /// Reads blocks back from packs and checks each against its hash before handing it out.
+    /// One reader per thread: it keeps its own open pack handles.
+    /// </summary>
+    internal sealed class BlockReader : IDisposable
+    {
+        private const int MaxOpenPacks = 8;
+        private readonly BlockStore _store;
+        private readonly RepositoryLayout _layout;
+        private readonly Dictionary<string, FileStream> _open = new Dictionary<string, FileStream>(StringComparer.Ordinal);
+        private readonly LinkedList<string> _lru = new LinkedList<string>();
+        private readonly SHA256 _sha = SHA256.Create();
+        private readonly ZstdSharp.Decompressor _decompressor = new ZstdSharp.Decompressor();
+        private byte[] _stored = new byte[0];
+
+        public BlockReader(BlockStore store, RepositoryLayout layout)
+        {
+            _store = store;
+            _layout = layout;
+        }
+
+        /// <summary>Reads a block into <paramref name="destination"/> and returns its length.</summary>
+        public int Read(BlockHash hash, byte[] destination)
+        {
+            if (!_store.TryGetLocation(hash, out var location))
+                throw new BlockDamagedException(hash.ToString(), $"Block {hash} is not in the repository's index (its pack is missing).");
+            if (destination.Length < location.RawLength)
+                throw new BlockDamagedException(hash.ToString(), $"Block {hash} claims {location.RawLength} bytes, more than a block holds.");
+            var stream = Open(location.PackId, hash);
+            if (_stored.Length < location.StoredLength) _stored = new byte[location.StoredLength];
+            stream.Position = location.Offset;
+            try
+            {
+                PackFormat.ReadExactly(stream, _stored, location.StoredLength, stream.Name);
+            }
+            catch (InvalidDataException e)
+            {
+                throw new BlockDamagedException(hash.ToString(), $"Block {hash}: {e.Message}");
+            }
+            int length;
+            if (location.Compression == BlobCompression.Zstd)
+            {
+                try
+                {
+                    length = _decompressor.Unwrap(new ReadOnlySpan<byte>(_stored, 0, location.StoredLength), new Span<byte>(destination, 0, location.RawLength));
+                }
+                catch (Exception e) when (!(e is OutOfMemoryException))
+                {
+                    throw new BlockDamagedException(hash.ToString(), $"Block {hash} in pack {location.PackId} does not decompress: {e.Message}");
+                }
+            }
+            else
+            {
+                Buffer.BlockCopy(_stored, 0, destination, 0, location.StoredLength);
+                length = location.StoredLength;
+            }
+            if (length != location.RawLength || BlockHash.Compute(_sha, destination, 0, length) != hash)
+                throw new BlockDamagedException(hash.ToString(), $"Block {hash} in pack {location.PackId} does not match its hash.");
+            return length;
+        }
+
+        private FileStream Open(string packId, BlockHash hash)
+        {
+            if (_open.TryGetValue(packId, out var s))
+            {
+                _lru.Remove(packId);
+                _lru.AddFirst(packId);
+                return s;
+            }
+            var path = _layout.PackPath(packId);
+            try
+            {
+                s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
+            }
+            catch (FileNotFoundException)
+            {
+                throw new BlockDamagedException(hash.ToString(), $"Block {hash}: pack {packId} is missing.");
+            }
+            catch (DirectoryNotFoundException)
+            {
+                throw new BlockDamagedException(hash.ToString(), $"Block {hash}: pack {packId} is missing.");
+            }
+            _open[packId] = s;
+            _lru.AddFirst(packId);
+            if (_lru.Count > MaxOpenPacks)
+            {
+                var last = _lru.Last!.Value;
+                _lru.RemoveLast();
+                _open[last].Dispose();
+                _open.Remove(last);
+            }
+            return s;
+        }
+
+        public void Dispose()
+        {
+            foreach (var s in _open.Values) s.Dispose();
+            _open.Clear();
+            _sha.Dispose();
+            _decompressor.Dispose();
+        }
+    }
+}

@@ -1,0 +1,146 @@
+using System;
+using System.Buffers.Binary;
+using System.Collections.Generic;
+using System.IO;
+using System.Security.Cryptography;
+
+namespace VmCheckpoint.Core.Repository
+{
+    internal enum BlobCompression : byte
+    {
+        None = 0,
+        Zstd = 1,
+    }
+
+    /// <summary>Where a block's bytes live: a pack, an offset in it, and how they are stored.</summary>
+    internal readonly struct BlobLocation
+    {
+        public BlobLocation(string packId, long offset, int storedLength, int rawLength, BlobCompression compression)
+        {
+            PackId = packId;
+            Offset = offset;
+            StoredLength = storedLength;
+            RawLength = rawLength;
+            Compression = compression;
+        }
+
+        public string PackId { get; }
+        public long Offset { get; }
+        public int StoredLength { get; }
+        public int RawLength { get; }
+        public BlobCompression Compression { get; }
+    }
+
+    internal readonly struct PackEntry
+    {
+        public PackEntry(BlockHash hash, long offset, int storedLength, int rawLength, BlobCompression compression)
+        {
+            Hash = hash;
+            Offset = offset;
+            StoredLength = storedLength;
+            RawLength = rawLength;
+            Compression = compression;
+        }
+
+        public BlockHash Hash { get; }
+        public long Offset { get; }
+        public int StoredLength { get; }
+        public int RawLength { get; }
+        public BlobCompression Compression { get; }
+    }
+
+    /// <summary>
+    /// Layout of a pack file (docs/repository-format.md): a header, the blobs back to back, then a trailer
+    /// that lists them, so a pack describes itself and the index can always be rebuilt from the packs.
+    /// </summary>
+    internal static class PackFormat
+    {
+        public static readonly byte[] HeaderMagic = { (byte)'V', (byte)'M', (byte)'C', (byte)'K', (byte)'P', (byte)'A', (byte)'C', (byte)'K' };
+        public static readonly byte[] TrailerMagic = { (byte)'V', (byte)'M', (byte)'C', (byte)'K', (byte)'T', (byte)'R', (byte)'L', (byte)'1' };
+        public const int Version = 1;
+        public const int HeaderSize = 16;              // magic(8) version(4) reserved(4)
+        public const int EntrySize = BlockHash.Size + 8 + 4 + 4 + 1; // hash, offset, stored, raw, compression
+        public const int FooterSize = 32 + 4 + 8;      // sha256(entries) count magic
+        public const int MaxEntries = 1 << 20;
+        public const int MaxBlobSize = 64 << 20;
+
+        public static void WriteEntry(byte[] buffer, int index, PackEntry e)
+        {
+            e.Hash.WriteTo(buffer, index);
+            var span = buffer.AsSpan(index + BlockHash.Size);
+            BinaryPrimitives.WriteInt64LittleEndian(span, e.Offset);
+            BinaryPrimitives.WriteInt32LittleEndian(span.Slice(8), e.StoredLength);
+            BinaryPrimitives.WriteInt32LittleEndian(span.Slice(12), e.RawLength);
+            span[16] = (byte)e.Compression;
+        }
+
+        /// <summary>Parses one entry and checks it against the space it may occupy.</summary>
+        public static PackEntry ReadEntry(byte[] buffer, int index, long blobAreaEnd, string source)
+        {
+            var hash = BlockHash.FromBytes(buffer, index);
+            var span = buffer.AsSpan(index + BlockHash.Size);
+            long offset = BinaryPrimitives.ReadInt64LittleEndian(span);
+            int stored = BinaryPrimitives.ReadInt32LittleEndian(span.Slice(8));
+            int raw = BinaryPrimitives.ReadInt32LittleEndian(span.Slice(12));
+            var compression = (BlobCompression)span[16];
+            if (offset < HeaderSize || stored <= 0 || stored > MaxBlobSize || offset > blobAreaEnd - stored)
+                throw new InvalidDataException($"{source}: blob entry points outside the pack (offset {offset}, length {stored}).");
+            if (raw <= 0 || raw > MaxBlobSize)
+                throw new InvalidDataException($"{source}: blob entry has an invalid size {raw}.");
+            if (compression != BlobCompression.None && compression != BlobCompression.Zstd)
+                throw new InvalidDataException($"{source}: blob entry has unknown compression {(byte)compression}.");
+            if (compression == BlobCompression.None && raw != stored)
+                throw new InvalidDataException($"{source}: uncompressed blob of {stored} bytes claims {raw}.");
+            return new PackEntry(hash, offset, stored, raw, compression);
+        }
+
+        /// <summary>Reads the trailer of a pack file: the list of its blobs.</summary>
+        public static List<PackEntry> ReadTrailer(Stream stream, string source)
+        {
+            long length = stream.Length;
+            if (length < HeaderSize + FooterSize)
+                throw new InvalidDataException($"{source}: too short to be a pack ({length} bytes).");
+            var header = new byte[HeaderSize];
+            stream.Position = 0;
+            ReadExactly(stream, header, HeaderSize, source);
+            if (!header.AsSpan(0, 8).SequenceEqual(HeaderMagic))
+                throw new InvalidDataException($"{source}: not a pack file (bad magic).");
+            int version = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8));
+            if (version != Version)
+                throw new InvalidDataException($"{source}: pack version {version} is not supported.");
+
+            var footer = new byte[FooterSize];
+            stream.Position = length - FooterSize;
+            ReadExactly(stream, footer, FooterSize, source);
+            if (!footer.AsSpan(36, 8).SequenceEqual(TrailerMagic))
+                throw new InvalidDataException($"{source}: pack trailer is missing or damaged.");
+            int count = BinaryPrimitives.ReadInt32LittleEndian(footer.AsSpan(32));
+            if (count < 0 || count > MaxEntries || (long)count * EntrySize > length - HeaderSize - FooterSize)
+                throw new InvalidDataException($"{source}: pack trailer claims {count} blobs.");
+            var entries = new byte[count * EntrySize];
+            long entriesStart = length - FooterSize - entries.Length;
+            stream.Position = entriesStart;
+            ReadExactly(stream, entries, entries.Length, source);
+            using (var sha = SHA256.Create())
+            {
+                var digest = sha.ComputeHash(entries);
+                if (!digest.AsSpan().SequenceEqual(footer.AsSpan(0, 32)))
+                    throw new InvalidDataException($"{source}: pack trailer checksum does not match.");
+            }
+            var list = new List<PackEntry>(count);
+            for (int i = 0; i < count; i++) list.Add(ReadEntry(entries, i * EntrySize, entriesStart, source));
+            return list;
+        }
+
+        public static void ReadExactly(Stream stream, byte[] buffer, int count, string source)
+        {
+            int done = 0;
+            while (done < count)
+            {
+                int n = stream.Read(buffer, done, count - done);
+                if (n <= 0) throw new InvalidDataException($"{source}: file ends early.");
+                done += n;
+            }
+        }
+    }
+}
