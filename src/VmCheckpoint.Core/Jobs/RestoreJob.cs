@@ -21,6 +21,18 @@ namespace VmCheckpoint.Core.Jobs
         public long DataBytes { get; set; }
     }
 
+    /// <summary>A restore would overwrite an existing file (or domain) and was not forced.</summary>
+    public sealed class TargetExistsException : IOException
+    {
+        public TargetExistsException(string target)
+            : base($"{target} already exists; use -Force to overwrite it.")
+        {
+            Target = target;
+        }
+
+        public string Target { get; }
+    }
+
     public sealed class RestoreRequest
     {
         public RestoreRequest(CheckpointFile checkpoint, string destination)
@@ -77,7 +89,7 @@ namespace VmCheckpoint.Core.Jobs
                 {
                     var existing = targets.FirstOrDefault(File.Exists);
                     if (existing != null)
-                        throw new IOException($"{existing} already exists; use -Force to overwrite it.");
+                        throw new TargetExistsException(existing);
                 }
                 Directory.CreateDirectory(request.Destination);
                 using var store = _repository.OpenStore(cancellationToken);
@@ -159,7 +171,7 @@ namespace VmCheckpoint.Core.Jobs
                 }
                 if (File.Exists(target))
                 {
-                    if (!request.Force) throw new IOException($"{target} already exists; use -Force to overwrite it.");
+                    if (!request.Force) throw new TargetExistsException(target);
                     File.Delete(target);
                 }
                 File.Move(temporary, target);

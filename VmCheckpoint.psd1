@@ -1,0 +1,31 @@
+@{
+    RootModule           = 'VmCheckpoint.PowerShell.dll'
+    ModuleVersion        = '0.1.0'
+    GUID                 = '5d7e2f0c-3b1a-4c8e-9f61-2a4b8c0d9e17'
+    Author               = 'VmCheckpoint developers'
+    CompanyName          = 'VmCheckpoint'
+    Copyright            = '(c) VmCheckpoint developers. MIT License.'
+    Description          = 'Checkpoints of libvirt/KVM and Hyper-V virtual machines (qcow2, VHDX, raw disks) into a deduplicated, differential repository on a share, with a LiteDB catalog, verified restores and retention.'
+    PowerShellVersion    = '5.1'
+    CompatiblePSEditions = @('Desktop', 'Core')
+    FormatsToProcess     = @('VmCheckpoint.Format.ps1xml')
+    CmdletsToExport      = @(
+        'New-VmCheckpointRepository'
+        'Invoke-VmCheckpoint'
+        'Get-CheckpointedVm'
+        'Get-VmCheckpoint'
+        'Restore-VmCheckpoint'
+        'Test-VmCheckpoint'
+        'Remove-VmCheckpoint'
+        'Get-VmCheckpointJob'
+    )
+    FunctionsToExport    = @()
+    AliasesToExport      = @()
+    VariablesToExport    = @()
+    PrivateData          = @{
+        PSData = @{
+            Tags       = @('Backup', 'Checkpoint', 'libvirt', 'KVM', 'HyperV', 'qcow2', 'VHDX', 'Linux', 'Windows')
+            ProjectUri = ''
+        }
+    }
+}

@@ -1,0 +1,171 @@
+#!/usr/bin/env pwsh
+<#
+.SYNOPSIS
+    Builds, tests, benchmarks, packages and demonstrates VmCheckpoint.
+.DESCRIPTION
+    Tasks (several may be given; each does its own set-up):
+      Bootstrap  installs what building and testing need on a fresh Debian machine (as root): Debian packages
+                 (qemu-utils, ...) and Pester from NuGet. Does nothing that is already done.
+      Build      builds the complete module folder out/VmCheckpoint (Import-Module ./out/VmCheckpoint).
+      Test       Bootstrap, Build, then the xunit tests and the Pester tests; prints
+                 "Tests: N passed, N failed, N skipped" and fails on any failure.
+      Bench      runs bench/Invoke-Benchmark.ps1: VmCheckpoint against borg, restic and rdiff-backup on one image.
+      Package    zips the module folder into out/VmCheckpoint-<version>.zip.
+      Demo       checkpoints, changes, checkpoints again, verifies and restores a real qcow2 image into a folder repository.
+.EXAMPLE
+    dotnet tool restore && dotnet pwsh ./build.ps1 Test
+#>
+[CmdletBinding()]
+param(
+    [Parameter(Position = 0)]
+    [ValidateSet('Bootstrap', 'Build', 'Test', 'Bench', 'Package', 'Demo')]
+    [string[]] $Task = @('Build'),
+
+    [ValidateSet('Debug', 'Release')]
+    [string] $Configuration = 'Release',
+
+    # Passed to the benchmark: the image's virtual size and real data, in GiB.
+    [int] $BenchVirtualGiB = 8,
+    [int] $BenchDataGiB = 3
+)
+
+$ErrorActionPreference = 'Stop'
+Set-StrictMode -Version 3.0
+$Root = $PSScriptRoot
+$Out = Join-Path $Root 'out'
+$ModuleOut = Join-Path $Out 'VmCheckpoint'
+$PesterVersion = '6.2.0'
+
+function Invoke-Native {
+    param([string] $File, [string[]] $Arguments)
+    & $File @Arguments
+    if ($LASTEXITCODE -ne 0) { throw "$File $($Arguments -join ' ') failed with exit code $LASTEXITCODE" }
+}
+
+function Test-Command([string] $Name) { [bool](Get-Command $Name -CommandType Application -ErrorAction SilentlyContinue) }
+
+function Install-DebianPackage {
+    param([string[]] $Package, [string[]] $Command)
+    $missing = @($Command | Where-Object { -not (Test-Command $_) })
+    if ($missing.Count -eq 0) { return }
+    if (-not $IsLinux -or -not (Test-Path /etc/debian_version)) {
+        throw "Missing $($missing -join ', '): install $($Package -join ', ') with your system's package manager."
+    }
+    $sudo = @()
+    if ((& id -u) -ne '0') { $sudo = @('sudo') }
+    Write-Host "Installing Debian packages: $($Package -join ' ')"
+    $env:DEBIAN_FRONTEND = 'noninteractive'
+    if ($sudo) { Invoke-Native sudo (@('apt-get', 'update', '-qq')) } else { Invoke-Native apt-get @('update', '-qq') }
+    $arguments = @('install', '-y', '-qq', '--no-install-recommends') + $Package
+    if ($sudo) { Invoke-Native sudo (@('apt-get') + $arguments) } else { Invoke-Native apt-get $arguments }
+}
+
+function Get-PesterModulePath {
+    $nugetRoot = if ($env:NUGET_PACKAGES) { $env:NUGET_PACKAGES } else { Join-Path ([Environment]::GetFolderPath('UserProfile')) '.nuget/packages' }
+    Join-Path $nugetRoot "pester/$PesterVersion/tools/Pester.psd1"
+}
+
+function Invoke-Bootstrap {
+    # qemu-img and qemu-io are the independent reference every image test compares against.
+    Install-DebianPackage -Package @('qemu-utils') -Command @('qemu-img', 'qemu-io')
+    if (-not (Test-Path (Get-PesterModulePath))) {
+        Write-Host "Restoring Pester $PesterVersion from NuGet"
+        Invoke-Native dotnet @('restore', (Join-Path $Root 'tests/Pester/Pester.deps.csproj'), '--verbosity', 'quiet')
+    }
+}
+
+function Invoke-Build {
+    $publish = Join-Path $Out 'publish'
+    Invoke-Native dotnet @('publish', (Join-Path $Root 'src/VmCheckpoint.PowerShell/VmCheckpoint.PowerShell.csproj'),
+        '-c', $Configuration, '-o', $publish, '--nologo', '--verbosity', 'quiet')
+    if (Test-Path $ModuleOut) { Remove-Item $ModuleOut -Recurse -Force }
+    New-Item -ItemType Directory -Path $ModuleOut | Out-Null
+    # PowerShell loads the engine's own copy of these; shipping them only matters on Windows PowerShell 5.1.
+    Get-ChildItem $publish -Filter *.dll | Where-Object Name -NotLike 'System.Management.Automation*' | Copy-Item -Destination $ModuleOut
+    Copy-Item (Join-Path $Root 'VmCheckpoint.psd1') $ModuleOut
+    Copy-Item (Join-Path $Root 'module/*.ps1xml') $ModuleOut
+    $help = Join-Path $ModuleOut 'en-US'
+    New-Item -ItemType Directory -Path $help | Out-Null
+    Copy-Item (Join-Path $Root 'module/en-US/*') $help
+    # The MAML help is generated from module/help/*.psd1 and the cmdlets' own metadata, in a child process
+    # so that this one never loads (and locks) the module it builds.
+    Invoke-Native dotnet @('pwsh', '-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'module/help/Build-Help.ps1'),
+        '-ModulePath', $ModuleOut, '-SourcePath', (Join-Path $Root 'module/help'))
+    Write-Host "Built $ModuleOut"
+}
+
+function Get-TrxCounts([string] $Path) {
+    [xml] $trx = Get-Content -Raw $Path
+    $c = $trx.TestRun.ResultSummary.Counters
+    [pscustomobject]@{ Passed = [int]$c.passed; Failed = [int]$c.failed + [int]$c.error + [int]$c.timeout + [int]$c.aborted; Skipped = [int]$c.notExecuted }
+}
+
+function Invoke-Test {
+    Invoke-Bootstrap
+    Invoke-Build
+    $results = Join-Path $Out 'test-results'
+    if (Test-Path $results) { Remove-Item $results -Recurse -Force }
+    New-Item -ItemType Directory -Path $results | Out-Null
+
+    Write-Host '== xunit (VmCheckpoint.Core) =='
+    & dotnet test (Join-Path $Root 'tests/VmCheckpoint.Core.Tests/VmCheckpoint.Core.Tests.csproj') -c $Configuration --nologo `
+        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=minimal' --results-directory $results
+    $xunitExit = $LASTEXITCODE
+    $trx = Join-Path $results 'xunit.trx'
+    $xunit = if (Test-Path $trx) { Get-TrxCounts $trx } else { [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
+    if ($xunitExit -ne 0 -and $xunit.Failed -eq 0) { $xunit.Failed = 1 }  # a build or runner failure counts
+
+    Write-Host '== Pester (cmdlets, against out/VmCheckpoint) =='
+    $pesterJson = Join-Path $results 'pester.json'
+    & dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Pester/Invoke-PesterSuite.ps1') `
+        -PesterPath (Get-PesterModulePath) -ModulePath $ModuleOut -ResultPath $pesterJson
+    $pesterExit = $LASTEXITCODE
+    $pester = if (Test-Path $pesterJson) { Get-Content -Raw $pesterJson | ConvertFrom-Json } else { [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
+    if ($pesterExit -ne 0 -and $pester.Failed -eq 0) { $pester.Failed = 1 }
+
+    $passed = $xunit.Passed + $pester.Passed
+    $failed = $xunit.Failed + $pester.Failed
+    $skipped = $xunit.Skipped + $pester.Skipped
+    Write-Host "xunit: $($xunit.Passed) passed, $($xunit.Failed) failed, $($xunit.Skipped) skipped; Pester: $($pester.Passed) passed, $($pester.Failed) failed, $($pester.Skipped) skipped"
+    Write-Host "Tests: $passed passed, $failed failed, $skipped skipped"
+    if ($failed -gt 0) { exit 1 }
+}
+
+function Invoke-Package {
+    Invoke-Build
+    $manifest = Import-PowerShellDataFile (Join-Path $Root 'VmCheckpoint.psd1')
+    $zip = Join-Path $Out "VmCheckpoint-$($manifest.ModuleVersion).zip"
+    if (Test-Path $zip) { Remove-Item $zip }
+    Compress-Archive -Path $ModuleOut -DestinationPath $zip
+    Write-Host "Packaged $zip"
+}
+
+function Invoke-Bench {
+    Invoke-Bootstrap
+    Invoke-Build
+    Invoke-Native dotnet @('pwsh', '-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'bench/Invoke-Benchmark.ps1'),
+        '-ModulePath', $ModuleOut, '-VirtualGiB', $BenchVirtualGiB, '-DataGiB', $BenchDataGiB)
+}
+
+function Invoke-Demo {
+    Invoke-Bootstrap
+    Invoke-Build
+    Invoke-Native dotnet @('pwsh', '-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'bench/Show-Demo.ps1'), '-ModulePath', $ModuleOut)
+}
+
+Push-Location $Root
+try {
+    foreach ($t in $Task) {
+        switch ($t) {
+            'Bootstrap' { Invoke-Bootstrap }
+            'Build' { Invoke-Build }
+            'Test' { Invoke-Test }
+            'Bench' { Invoke-Bench }
+            'Package' { Invoke-Package }
+            'Demo' { Invoke-Demo }
+        }
+    }
+}
+finally {
+    Pop-Location
+}

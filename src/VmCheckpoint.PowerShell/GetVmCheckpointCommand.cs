@@ -1,0 +1,52 @@
+using System;
+using System.Linq;
+using System.Management.Automation;
+using VmCheckpoint.Core.Catalog;
+
+namespace VmCheckpoint.PowerShell
+{
+    /// <summary>Lists checkpoints, newest first.</summary>
+    [Cmdlet(VerbsCommon.Get, "VmCheckpoint")]
+    [OutputType(typeof(CheckpointInfo))]
+    public sealed class GetVmCheckpointCommand : VmCheckpointCmdlet
+    {
+        [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+        [Alias("VmName")]
+        [SupportsWildcards]
+        [ArgumentCompleter(typeof(VmNameCompleter))]
+        public string[] Name { get; set; } = { "*" };
+
+        /// <summary>Checkpoint ids (or unique prefixes of at least 4 characters).</summary>
+        [Parameter(ValueFromPipelineByPropertyName = true)]
+        [ArgumentCompleter(typeof(CheckpointIdCompleter))]
+        public string[]? Id { get; set; }
+
+        /// <summary>Only the newest checkpoint of each VM.</summary>
+        [Parameter]
+        public SwitchParameter Latest { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            var repository = OpenSynchronized();
+            var patterns = Name.Select(n => new WildcardPattern(n, WildcardOptions.IgnoreCase)).ToList();
+            var list = Catalog.GetCheckpoints(repository.Id, c => patterns.Any(p => p.IsMatch(c.VmName)));
+            if (Id != null)
+            {
+                foreach (var id in Id)
+                {
+                    var match = list.Where(c => string.Equals(c.Id, id, StringComparison.OrdinalIgnoreCase)).ToList();
+                    if (match.Count == 0 && id.Length >= 4) match = list.Where(c => c.Id.StartsWith(id, StringComparison.OrdinalIgnoreCase)).ToList();
+                    if (match.Count == 0)
+                        WriteError(new ErrorRecord(new ItemNotFoundException($"No checkpoint '{id}' in {repository.Path}."), "CheckpointNotFound", ErrorCategory.ObjectNotFound, id));
+                    foreach (var c in match) WriteObject(c);
+                }
+                return;
+            }
+            if (Latest) list = list.GroupBy(c => c.VmName).Select(g => g.First()).ToList();
+            if (list.Count == 0 && Name.Any(n => !WildcardPattern.ContainsWildcardCharacters(n)))
+                WriteError(new ErrorRecord(new ItemNotFoundException($"No checkpoints of '{string.Join("', '", Name)}' in {repository.Path}."),
+                    "VmNotFound", ErrorCategory.ObjectNotFound, Name));
+            foreach (var c in list) WriteObject(c);
+        }
+    }
+}

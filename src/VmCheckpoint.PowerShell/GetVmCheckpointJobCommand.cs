@@ -1,0 +1,34 @@
+using System.Linq;
+using System.Management.Automation;
+using VmCheckpoint.Core.Catalog;
+
+namespace VmCheckpoint.PowerShell
+{
+    /// <summary>Reads the catalog's job log: every checkpoint, restore, verification and removal run, newest first.</summary>
+    [Cmdlet(VerbsCommon.Get, "VmCheckpointJob")]
+    [OutputType(typeof(JobRecord))]
+    public sealed class GetVmCheckpointJobCommand : VmCheckpointCmdlet
+    {
+        [Parameter(Position = 0)]
+        [Alias("VmName")]
+        [SupportsWildcards]
+        [ArgumentCompleter(typeof(VmNameCompleter))]
+        public string Name { get; set; } = "*";
+
+        [Parameter]
+        public JobResult? Result { get; set; }
+
+        [Parameter]
+        [ValidateRange(1, int.MaxValue)]
+        public int Last { get; set; } = int.MaxValue;
+
+        protected override void ProcessRecord()
+        {
+            var pattern = new WildcardPattern(Name, WildcardOptions.IgnoreCase);
+            string? repositoryId = Repository != null || System.Environment.GetEnvironmentVariable(RepositoryVariable) != null ? OpenRepository().Id : null;
+            foreach (var job in Catalog.GetJobs(j => pattern.IsMatch(j.VmName) && (Result is null || j.Result == Result) &&
+                                                     (repositoryId is null || j.RepositoryId == repositoryId), Last))
+                WriteObject(job);
+        }
+    }
+}

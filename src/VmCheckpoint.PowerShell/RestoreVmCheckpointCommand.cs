@@ -1,0 +1,92 @@
+using System;
+using System.Linq;
+using System.Management.Automation;
+using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Jobs;
+
+namespace VmCheckpoint.PowerShell
+{
+    /// <summary>Writes a checkpoint's disks as image files (qcow2 by default) into a folder.</summary>
+    [Cmdlet(VerbsData.Restore, "VmCheckpoint", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    [OutputType(typeof(RestoredDisk))]
+    public sealed class RestoreVmCheckpointCommand : VmCheckpointCmdlet
+    {
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [Alias("VmName")]
+        [ValidateNotNullOrEmpty]
+        [ArgumentCompleter(typeof(VmNameCompleter))]
+        public string Name { get; set; } = "";
+
+        /// <summary>The checkpoint to restore; the VM's latest when omitted.</summary>
+        [Parameter(ValueFromPipelineByPropertyName = true)]
+        [ArgumentCompleter(typeof(CheckpointIdCompleter))]
+        public string? Id { get; set; }
+
+        [Parameter(Mandatory = true, Position = 1)]
+        [ValidateNotNullOrEmpty]
+        public string Destination { get; set; } = "";
+
+        [Parameter]
+        [ValidateSet("qcow2", "raw", "vhdx", IgnoreCase = true)]
+        public string DiskFormat { get; set; } = "qcow2";
+
+        /// <summary>Restore only these disks.</summary>
+        [Parameter]
+        [Alias("Disk")]
+        public string[]? DiskName { get; set; }
+
+        /// <summary>Overwrite files that already exist.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
+
+        protected override void ProcessRecord()
+        {
+            var repository = OpenSynchronized();
+            var checkpoints = Catalog.GetCheckpoints(repository.Id, c => string.Equals(c.VmName, Name, StringComparison.Ordinal));
+            CheckpointInfo? chosen = Id is null
+                ? checkpoints.FirstOrDefault()
+                : checkpoints.FirstOrDefault(c => string.Equals(c.Id, Id, StringComparison.OrdinalIgnoreCase))
+                  ?? (Id.Length >= 4 ? checkpoints.SingleOrDefaultOrNull(c => c.Id.StartsWith(Id, StringComparison.OrdinalIgnoreCase)) : null);
+            if (chosen is null)
+            {
+                WriteError(new ErrorRecord(new ItemNotFoundException(Id is null
+                        ? $"VM '{Name}' has no checkpoints in {repository.Path}."
+                        : $"VM '{Name}' has no checkpoint '{Id}' in {repository.Path}."),
+                    "CheckpointNotFound", ErrorCategory.ObjectNotFound, Id ?? Name));
+                return;
+            }
+            var file = repository.FindCheckpoint(chosen.Id);
+            if (file is null)
+            {
+                WriteError(new ErrorRecord(new ItemNotFoundException($"Checkpoint {chosen.Id} was removed meanwhile."), "CheckpointNotFound", ErrorCategory.ObjectNotFound, chosen.Id));
+                return;
+            }
+            var format = (DiskFormat)Enum.Parse(typeof(DiskFormat), DiskFormat, ignoreCase: true);
+            var request = new RestoreRequest(file, ResolvePath(Destination)) { Format = format, Force = Force, DiskNames = DiskName };
+            if (!ShouldProcess(request.Destination, $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} as {DiskFormat}")) return;
+            try
+            {
+                var disks = RunJob("Restoring " + Name, (reporter, token) => new RestoreJob(repository, Catalog, reporter).Run(request, token));
+                foreach (var d in disks) WriteObject(d);
+            }
+            catch (PipelineStoppedException)
+            {
+                throw;
+            }
+            catch (Exception e)
+            {
+                WriteError(ToErrorRecord(e, "Restore", chosen.Id));
+            }
+        }
+    }
+
+    internal static class EnumerableExtensions
+    {
+        public static T? SingleOrDefaultOrNull<T>(this System.Collections.Generic.IEnumerable<T> source, Func<T, bool> predicate) where T : class
+        {
+            var matches = source.Where(predicate).Take(2).ToList();
+            return matches.Count == 1 ? matches[0] : null;
+        }
+    }
+}

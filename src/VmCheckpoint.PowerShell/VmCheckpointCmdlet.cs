@@ -1,0 +1,200 @@
+using System;
+using System.Collections.Concurrent;
+using System.Collections.Generic;
+using System.IO;
+using System.Management.Automation;
+using System.Threading;
+using System.Threading.Tasks;
+using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Repository;
+
+namespace VmCheckpoint.PowerShell
+{
+    /// <summary>
+    /// What every cmdlet shares: the repository and catalog parameters, Ctrl+C as a CancellationToken, progress
+    /// from Core's worker threads shown on the pipeline thread, and exceptions turned into categorized errors.
+    /// </summary>
+    public abstract class VmCheckpointCmdlet : PSCmdlet
+    {
+        public const string RepositoryVariable = "VMCHECKPOINT_REPOSITORY";
+        private readonly CancellationTokenSource _stop = new CancellationTokenSource();
+        private CheckpointCatalog? _catalog;
+        private readonly Dictionary<string, CheckpointRepository> _repositories = new Dictionary<string, CheckpointRepository>(StringComparer.Ordinal);
+
+        /// <summary>The repository folder or share; defaults to $env:VMCHECKPOINT_REPOSITORY.</summary>
+        [Parameter(ValueFromPipelineByPropertyName = true)]
+        [ValidateNotNullOrEmpty]
+        public string? Repository { get; set; }
+
+        /// <summary>The LiteDB catalog file; defaults to $env:VMCHECKPOINT_CATALOG or the user's local application data.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? CatalogPath { get; set; }
+
+        protected CancellationToken CancelToken => _stop.Token;
+
+        protected override void StopProcessing() => _stop.Cancel();
+
+        protected override void EndProcessing()
+        {
+            _catalog?.Dispose();
+            _catalog = null;
+        }
+
+        /// <summary>Opens (and caches) the repository, resolving PowerShell paths; terminates with a clear error if absent.</summary>
+        protected CheckpointRepository OpenRepository()
+        {
+            var given = Repository ?? Environment.GetEnvironmentVariable(RepositoryVariable);
+            if (string.IsNullOrEmpty(given))
+                ThrowTerminatingError(new ErrorRecord(new ArgumentException("No repository given: pass -Repository or set $env:VMCHECKPOINT_REPOSITORY."),
+                    "RepositoryNotGiven", ErrorCategory.InvalidArgument, null));
+            var path = ResolvePath(given!);
+            if (_repositories.TryGetValue(path, out var open)) return open;
+            try
+            {
+                open = CheckpointRepository.Open(path);
+            }
+            catch (Exception e)
+            {
+                ThrowTerminatingError(ToErrorRecord(e, "OpenRepository", path));
+                throw; // not reached
+            }
+            _repositories[path] = open;
+            return open;
+        }
+
+        protected CheckpointCatalog Catalog
+        {
+            get
+            {
+                if (_catalog != null) return _catalog;
+                try
+                {
+                    _catalog = new CheckpointCatalog(CatalogPath != null ? ResolvePath(CatalogPath) : CheckpointCatalog.DefaultPath);
+                }
+                catch (Exception e)
+                {
+                    ThrowTerminatingError(ToErrorRecord(e, "OpenCatalog", CatalogPath));
+                }
+                return _catalog!;
+            }
+        }
+
+        /// <summary>Opens the repository and brings the catalog up to date with it.</summary>
+        protected CheckpointRepository OpenSynchronized()
+        {
+            var repository = OpenRepository();
+            var result = Catalog.Synchronize(repository, CancelToken);
+            if (result.Added > 0 || result.Removed > 0)
+                WriteVerbose($"Catalog {Catalog.Path}: indexed {result.Added} checkpoints, forgot {result.Removed} removed ones from {repository.Path}.");
+            foreach (var problem in result.Unreadable) WriteWarning($"Unreadable checkpoint: {problem}");
+            return repository;
+        }
+
+        protected string ResolvePath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+
+        /// <summary>
+        /// Runs Core work on a worker thread while this (the pipeline) thread shows its progress, verbose and
+        /// warning messages: cmdlet methods may only be called from the pipeline thread.
+        /// </summary>
+        protected T RunJob<T>(string activity, Func<IJobReporter, CancellationToken, T> work)
+        {
+            using var messages = new BlockingCollection<Action>();
+            var reporter = new PipelineReporter(messages, this, activity);
+            var task = Task.Factory.StartNew(() =>
+            {
+                try { return work(reporter, CancelToken); }
+                finally { messages.CompleteAdding(); }
+            }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            foreach (var message in messages.GetConsumingEnumerable()) message();
+            var done = new ProgressRecord(reporter.ActivityId, activity, "Done") { RecordType = ProgressRecordType.Completed };
+            WriteProgress(done);
+            try
+            {
+                return task.GetAwaiter().GetResult();
+            }
+            catch (OperationCanceledException) when (CancelToken.IsCancellationRequested)
+            {
+                throw new PipelineStoppedException();
+            }
+        }
+
+        /// <summary>Maps Core's exceptions to categorized error records.</summary>
+        protected static ErrorRecord ToErrorRecord(Exception e, string errorId, object? target)
+        {
+            var category = e switch
+            {
+                RepositoryNotFoundException r => r.Unreachable ? ErrorCategory.ResourceUnavailable : ErrorCategory.ObjectNotFound,
+                CorruptImageException _ => ErrorCategory.InvalidData,
+                BlockDamagedException _ => ErrorCategory.InvalidData,
+                InvalidDataException _ => ErrorCategory.InvalidData,
+                TargetExistsException _ => ErrorCategory.ResourceExists,
+                RepositoryLockedException _ => ErrorCategory.ResourceBusy,
+                FileNotFoundException _ => ErrorCategory.ObjectNotFound,
+                DirectoryNotFoundException _ => ErrorCategory.ObjectNotFound,
+                KeyNotFoundException _ => ErrorCategory.ObjectNotFound,
+                ItemNotFoundException _ => ErrorCategory.ObjectNotFound,
+                UnauthorizedAccessException _ => ErrorCategory.PermissionDenied,
+                OperationCanceledException _ => ErrorCategory.OperationStopped,
+                NotSupportedException _ => ErrorCategory.NotImplemented,
+                ArgumentException _ => ErrorCategory.InvalidArgument,
+                InvalidOperationException _ => ErrorCategory.InvalidOperation,
+                IOException io when IsDiskFull(io) => ErrorCategory.WriteError,
+                IOException _ => ErrorCategory.ResourceUnavailable,
+                _ => ErrorCategory.NotSpecified,
+            };
+            var record = new ErrorRecord(e, errorId + "." + e.GetType().Name.Replace("Exception", ""), category, target);
+            if (e is IOException io2 && IsDiskFull(io2))
+                record.ErrorDetails = new ErrorDetails($"Not enough space: {e.Message}") { RecommendedAction = "Free space on the target or the repository's share, then run again; nothing partial was kept." };
+            return record;
+        }
+
+        private static bool IsDiskFull(IOException e)
+        {
+            int code = e.HResult & 0xFFFF;
+            return code == 0x70 || code == 0x27 || code == 28 /* ENOSPC */ || e.Message.IndexOf("No space left", StringComparison.OrdinalIgnoreCase) >= 0;
+        }
+
+        private sealed class PipelineReporter : IJobReporter
+        {
+            private readonly BlockingCollection<Action> _messages;
+            private readonly Cmdlet _cmdlet;
+            private readonly string _defaultActivity;
+            private long _lastProgressTicks;
+
+            public PipelineReporter(BlockingCollection<Action> messages, Cmdlet cmdlet, string activity)
+            {
+                _messages = messages;
+                _cmdlet = cmdlet;
+                _defaultActivity = activity;
+                ActivityId = Math.Abs(activity.GetHashCode() % 100000) + 1;
+            }
+
+            public int ActivityId { get; }
+
+            public void Progress(string activity, string status, int percent)
+            {
+                // At most ten updates a second, but always the first and the last.
+                long now = DateTime.UtcNow.Ticks;
+                if (percent > 0 && percent < 100 && now - Interlocked.Read(ref _lastProgressTicks) < TimeSpan.TicksPerMillisecond * 100) return;
+                Interlocked.Exchange(ref _lastProgressTicks, now);
+                var record = new ProgressRecord(ActivityId, string.IsNullOrEmpty(activity) ? _defaultActivity : activity, string.IsNullOrEmpty(status) ? "..." : status)
+                {
+                    PercentComplete = percent < 0 ? -1 : Math.Min(100, percent),
+                };
+                TryAdd(() => _cmdlet.WriteProgress(record));
+            }
+
+            public void Verbose(string message) => TryAdd(() => _cmdlet.WriteVerbose(message));
+
+            public void Warning(string message) => TryAdd(() => _cmdlet.WriteWarning(message));
+
+            private void TryAdd(Action a)
+            {
+                try { _messages.Add(a); } catch (InvalidOperationException) { }
+            }
+        }
+    }
+}
