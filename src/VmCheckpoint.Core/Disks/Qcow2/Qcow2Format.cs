@@ -1,0 +1,80 @@
+namespace VmCheckpoint.Core.Disks.Qcow2
+{
+    /// <summary>Field locations, flags and limits of qcow2 (qemu docs/interop/qcow2.txt).</summary>
+    internal static class Qcow2Format
+    {
+        public const int MagicLength = 4;
+        public const uint Magic = 0x514649fb; // "QFI\xfb"
+
+        // Header fields, version 2 (big endian).
+        public const int MagicOffset = 0;
+        public const int VersionOffset = 4;
+        public const int BackingFileOffsetOffset = 8;
+        public const int BackingFileSizeOffset = 16;
+        public const int ClusterBitsOffset = 20;
+        public const int SizeOffset = 24;
+        public const int CryptMethodOffset = 32;
+        public const int L1SizeOffset = 36;
+        public const int L1TableOffsetOffset = 40;
+        public const int RefcountTableOffsetOffset = 48;
+        public const int RefcountTableClustersOffset = 56;
+        public const int NbSnapshotsOffset = 60;
+        public const int SnapshotsOffsetOffset = 64;
+        public const int V2HeaderLength = 72;
+
+        // Version 3 additions.
+        public const int IncompatibleFeaturesOffset = 72;
+        public const int CompatibleFeaturesOffset = 80;
+        public const int AutoclearFeaturesOffset = 88;
+        public const int RefcountOrderOffset = 96;
+        public const int HeaderLengthOffset = 100;
+        public const int V3MinHeaderLength = 104;
+        public const int CompressionTypeOffset = 104;
+        public const int V3HeaderLengthWithCompressionType = 112;
+
+        public const int MinClusterBits = 9;
+        public const int MaxClusterBits = 21;
+        public const int MinExtendedL2ClusterBits = 14;
+        public const int MaxRefcountOrder = 6;
+        public const int DefaultRefcountOrder = 4;
+        public const int MaxBackingFileNameLength = 1023;
+        public const int MaxBackingFormatLength = 15;
+
+        /// <summary>qemu refuses L1 tables over 32 MiB; so do we, before allocating one.</summary>
+        public const long MaxL1TableBytes = 32L * 1024 * 1024;
+        /// <summary>Guest sizes beyond 2^56 cannot be addressed by 56-bit host offsets anyway.</summary>
+        public const long MaxVirtualSize = 1L << 56;
+
+        // Incompatible feature bits.
+        public const ulong IncompatDirty = 1UL << 0;
+        public const ulong IncompatCorrupt = 1UL << 1;
+        public const ulong IncompatExternalDataFile = 1UL << 2;
+        public const ulong IncompatCompressionType = 1UL << 3;
+        public const ulong IncompatExtendedL2 = 1UL << 4;
+        public const ulong IncompatKnown = IncompatDirty | IncompatCorrupt | IncompatExternalDataFile | IncompatCompressionType | IncompatExtendedL2;
+
+        public const byte CompressionZlib = 0;
+        public const byte CompressionZstd = 1;
+
+        // Header extensions: 4-byte type, 4-byte length, data padded to 8 bytes.
+        public const int ExtensionHeaderLength = 8;
+        public const int ExtensionAlignment = 8;
+        public const uint ExtensionEnd = 0x00000000;
+        public const uint ExtensionBackingFormat = 0xe2792aca;
+
+        // L1 and L2 entries.
+        public const int L1EntrySize = 8;
+        public const int L2EntrySize = 8;
+        public const int ExtendedL2EntrySize = 16;
+        public const ulong OffsetMask = 0x00fffffffffffe00UL; // bits 9-55
+        public const ulong FlagCopied = 1UL << 63;
+        public const ulong FlagCompressed = 1UL << 62;
+        public const ulong FlagZero = 1UL << 0;
+        public const int SubclustersPerCluster = 32;
+        public const int CompressedSectorSize = 512;
+
+        public static bool HasMagic(byte[] head) =>
+            head.Length >= MagicLength &&
+            ((uint)head[0] << 24 | (uint)head[1] << 16 | (uint)head[2] << 8 | head[3]) == Magic;
+    }
+}

@@ -1,0 +1,39 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+
+namespace VmCheckpoint.Core.Disks.Raw
+{
+    /// <summary>A raw image: guest offset = file offset, holes of a sparse file are unallocated.</summary>
+    internal sealed class RawImage : IDiskImage
+    {
+        private readonly FileStream _file;
+
+        public RawImage(string path, FileStream file)
+        {
+            Path = path;
+            _file = file;
+            VirtualSize = file.Length;
+        }
+
+        public string Path { get; }
+        public DiskFormat Format => DiskFormat.Raw;
+        public long VirtualSize { get; }
+
+        public IEnumerable<DiskExtent> GetDataExtents(long offset, long length)
+        {
+            StreamIO.CheckRange(offset, length, VirtualSize);
+            return DiskExtents.Merge(SparseFile.GetAllocatedRanges(_file, offset, length));
+        }
+
+        public void Read(long offset, byte[] buffer, int index, int count)
+        {
+            StreamIO.CheckBuffer(buffer, index, count);
+            StreamIO.CheckRange(offset, count, VirtualSize);
+            // Zero padding covers a file truncated while it is open.
+            StreamIO.ReadAtZeroPadded(_file, offset, buffer, index, count);
+        }
+
+        public void Dispose() => _file.Dispose();
+    }
+}

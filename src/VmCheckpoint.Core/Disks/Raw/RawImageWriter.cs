@@ -1,0 +1,63 @@
+using System;
+using System.IO;
+
+namespace VmCheckpoint.Core.Disks.Raw
+{
+    /// <summary>Writes a sparse raw image: the file is sized up front and only non-zero clusters are written.</summary>
+    internal sealed class RawImageWriter : IDiskImageWriter
+    {
+        /// <summary>Granularity of the zero test; matches common file system allocation units.</summary>
+        internal const int ClusterSize = 64 * 1024;
+
+        private readonly FileStream _file;
+        private readonly SequentialClusterBuffer _buffer;
+        private bool _completed;
+
+        public RawImageWriter(string path, long virtualSize)
+        {
+            if (virtualSize < 0) throw new ArgumentOutOfRangeException(nameof(virtualSize));
+            Path = path;
+            VirtualSize = virtualSize;
+            _file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read, bufferSize: 1);
+            try
+            {
+                SparseFile.MarkSparse(_file);
+                _file.SetLength(virtualSize);
+            }
+            catch
+            {
+                _file.Dispose();
+                throw;
+            }
+
+            _buffer = new SequentialClusterBuffer(ClusterSize, virtualSize, WriteCluster);
+        }
+
+        public string Path { get; }
+        public DiskFormat Format => DiskFormat.Raw;
+        public long VirtualSize { get; }
+
+        public void Write(long offset, byte[] buffer, int index, int count)
+        {
+            if (_completed) throw new InvalidOperationException("The image is already complete.");
+            _buffer.Write(offset, buffer, index, count);
+        }
+
+        public void Complete()
+        {
+            if (_completed) return;
+            _buffer.Flush();
+            _file.Flush(flushToDisk: true);
+            _completed = true;
+        }
+
+        public void Dispose()
+        {
+            _buffer.Dispose();
+            _file.Dispose();
+        }
+
+        private void WriteCluster(long clusterIndex, byte[] cluster, int length) =>
+            StreamIO.WriteAt(_file, clusterIndex * ClusterSize, cluster, 0, length);
+    }
+}
