@@ -1,0 +1,20 @@
+@{
+    Synopsis    = 'Writes a checkpoint''s disks as image files.'
+    Description = 'Writes each disk of the checkpoint as <disk name>.<format> in the destination folder: qcow2 (default), raw or VHDX, whatever format the disk had when it was taken. Files are sparse, every block is checked against its hash as it is read, and each file appears under its final name only once complete. Existing files are not overwritten without -Force.'
+    Parameters  = @{
+        Name        = 'The VM whose checkpoint to restore.'
+        Id          = 'The checkpoint id (or a unique prefix); the VM''s latest checkpoint when omitted.'
+        Destination = 'The folder to write the disks into; created if needed.'
+        DiskFormat  = 'qcow2 (default), raw or vhdx.'
+        DiskName    = 'Restore only these disks (by name, for example vda or disk1).'
+        Force       = 'Overwrite files that already exist.'
+        Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        CatalogPath = 'The LiteDB catalog file, kept on local disk. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder. Rebuilt from the repository whenever it is missing.'
+        WhatIf      = 'Shows what would be restored without writing anything.'
+        Confirm     = 'Asks for confirmation first.'
+    }
+    Examples    = @(
+        @{ Title = 'The latest checkpoint, as qcow2'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/restore'; Remarks = 'Writes web01''s disks as qcow2 files.' }
+        @{ Title = 'A given checkpoint, as raw, over an earlier restore'; Code = 'Get-VmCheckpoint -Name web01 | Select-Object -Skip 2 -First 1 | Restore-VmCheckpoint -Destination ./r -DiskFormat raw -Force'; Remarks = 'The third newest checkpoint.' }
+    )
+}
