@@ -1,0 +1,27 @@
+<#
+.SYNOPSIS
+    Runs every *.Tests.ps1 here against the built module and writes {Passed, Failed, Skipped} to -ResultPath.
+#>
+param(
+    [Parameter(Mandatory)] [string] $PesterPath,
+    [Parameter(Mandatory)] [string] $ModulePath,
+    [Parameter(Mandatory)] [string] $ResultPath
+)
+$ErrorActionPreference = 'Stop'
+Import-Module $PesterPath -Force
+# The tests import the module from here, in this process and in the child processes they start.
+$env:VMCHECKPOINT_TEST_MODULE = (Resolve-Path $ModulePath).Path
+$config = New-PesterConfiguration
+$config.Run.Path = $PSScriptRoot
+$config.Run.PassThru = $true
+$config.Output.Verbosity = 'Detailed'
+$config.TestResult.Enabled = $true
+$config.TestResult.OutputPath = [IO.Path]::ChangeExtension($ResultPath, '.xml')
+$result = Invoke-Pester -Configuration $config
+$summary = [pscustomobject]@{
+    Passed  = $result.PassedCount
+    Failed  = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount
+    Skipped = $result.SkippedCount + $result.NotRunCount
+}
+$summary | ConvertTo-Json | Set-Content -Path $ResultPath
+if ($summary.Failed -gt 0) { exit 1 }

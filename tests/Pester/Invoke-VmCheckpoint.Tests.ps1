@@ -1,0 +1,111 @@
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Import-Module (Get-TestModulePath) -Force
+    $script:work = New-TestFolder
+    $env:VMCHECKPOINT_CATALOG = Join-Path $work 'catalog.db'
+    $script:repo = Join-Path $work 'repo'
+    New-VmCheckpointRepository -Path $repo | Out-Null
+    $script:disk = New-TestImage -Path (Join-Path $work 'web.qcow2') -Size 64MB -Offsets 0, 5MB, 20MB, 63MB
+}
+AfterAll { Remove-Item $work -Recurse -Force -ErrorAction SilentlyContinue }
+
+Describe 'Invoke-VmCheckpoint -DiskPath' {
+    It 'stores the data blocks of the image and outputs the checkpoint' {
+        $c = Invoke-VmCheckpoint -Name web -DiskPath $disk -Repository $repo
+        $c.VmName | Should -Be 'web'
+        $c.Hypervisor | Should -Be 'Offline'
+        $c.Disks.Name | Should -Be 'web'
+        $c.VirtualSize | Should -Be 64MB
+        $c.ReadBytes | Should -Be 4MB            # only the four written blocks are read: the rest is unallocated
+        $c.StoredBytes | Should -BeGreaterThan 3MB  # random data does not compress
+        $c.ParentId | Should -BeNullOrEmpty
+    }
+
+    It 'stores nothing new when nothing changed, and names its parent' {
+        $first = Get-VmCheckpoint -Name web -Repository $repo | Select-Object -First 1
+        $c = Invoke-VmCheckpoint -Name web -DiskPath $disk -Repository $repo
+        $c.StoredBytes | Should -Be 0
+        $c.ChangedBytes | Should -Be 0
+        $c.ParentId | Should -Be $first.Id
+    }
+
+    It 'stores only the changed block after a write' {
+        Write-TestData -Path $disk -Offsets (30MB + 4096) -Length 4096 -Seed 9
+        $c = Invoke-VmCheckpoint -Name web -DiskPath $disk -Repository $repo
+        $c.ChangedBytes | Should -Be 1MB
+        $c.StoredBytes | Should -BeGreaterThan 0
+        $c.StoredBytes | Should -BeLessOrEqual 1MB
+    }
+
+    It 'deduplicates across VMs: a copy of the image stores nothing' {
+        $copy = Join-Path $work 'copy.qcow2'
+        Copy-Item $disk $copy
+        $c = Invoke-VmCheckpoint -Name other -DiskPath $copy -Repository $repo
+        $c.StoredBytes | Should -Be 0
+    }
+
+    It 'takes image files from the pipeline as the disks of one VM' {
+        $a = New-TestImage -Path (Join-Path $work 'pipe-a.qcow2') -Size 8MB -Offsets 0 -Seed 3
+        $b = New-TestImage -Path (Join-Path $work 'pipe-b.raw') -Size 8MB -Format raw -Offsets 1MB -Seed 4
+        $c = Get-Item $a, $b | Invoke-VmCheckpoint -Name piped -Repository $repo
+        @($c).Count | Should -Be 1
+        $c.Disks.Name | Should -Be @('pipe-a', 'pipe-b')
+    }
+
+    It 'accepts hostile VM names: quotes, spaces, slashes, dots, unicode' {
+        foreach ($name in @("it's a `"vm`" with spaces", '../../etc/passwd', 'C:\vm', 'ünïcödé 虚拟机', '*?[]')) {
+            $c = Invoke-VmCheckpoint -Name $name -DiskPath $disk -Repository $repo
+            $c.VmName | Should -Be $name
+            (Get-VmCheckpoint -Repository $repo | Where-Object VmName -eq $name).Id | Should -Be $c.Id
+        }
+        Test-Path (Join-Path $work 'etc') | Should -BeFalse
+    }
+
+    It 'reads from $env:VMCHECKPOINT_REPOSITORY when -Repository is omitted' {
+        $env:VMCHECKPOINT_REPOSITORY = $repo
+        try { (Invoke-VmCheckpoint -Name envvm -DiskPath $disk).VmName | Should -Be 'envvm' }
+        finally { $env:VMCHECKPOINT_REPOSITORY = $null }
+    }
+
+    It 'writes nothing with -WhatIf' {
+        $before = Get-RepositoryFiles $repo
+        Invoke-VmCheckpoint -Name whatif -DiskPath $disk -Repository $repo -WhatIf
+        Get-RepositoryFiles $repo | Should -Be $before
+    }
+
+    It 'gives ObjectNotFound for a missing image and adds nothing' {
+        $before = Get-RepositoryFiles $repo
+        $e = { Invoke-VmCheckpoint -Name missing -DiskPath (Join-Path $work 'nope.qcow2') -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'ObjectNotFound'
+        Get-RepositoryFiles $repo | Should -Be $before
+        Get-VmCheckpoint -Name missing -Repository $repo -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
+    It 'gives InvalidData naming the file for a corrupt image, and adds nothing to repository or catalog' {
+        $bad = Join-Path $work 'bad.qcow2'
+        Copy-Item $disk $bad
+        # L1 table offset (header bytes 40..47) far past the end of the file.
+        $fs = [IO.File]::OpenWrite($bad); $fs.Position = 40; $fs.Write([byte[]](0, 0, 0, 0x10, 0, 0, 0, 0), 0, 8); $fs.Dispose()
+        $before = Get-RepositoryFiles $repo
+        $count = @(Get-VmCheckpoint -Repository $repo).Count
+        $e = { Invoke-VmCheckpoint -Name bad -DiskPath $bad -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'InvalidData'
+        $e.Exception.Message | Should -BeLike "*bad.qcow2*"
+        Get-RepositoryFiles $repo | Should -Be $before
+        @(Get-VmCheckpoint -Repository $repo).Count | Should -Be $count
+        (Get-VmCheckpointJob -Name bad -Last 1).Result | Should -Be 'Failed'
+    }
+
+    It 'refuses two disks that would have the same name' {
+        New-Item -ItemType Directory (Join-Path $work 'sub') | Out-Null
+        $twin = Join-Path $work 'sub/web.qcow2'
+        Copy-Item $disk $twin
+        $e = { Invoke-VmCheckpoint -Name twins -DiskPath $disk, $twin -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'InvalidArgument'
+    }
+
+    It 'gives ResourceUnavailable when the repository cannot be reached' {
+        $e = { Invoke-VmCheckpoint -Name x -DiskPath $disk -Repository (Join-Path $work 'unmounted/share') -ErrorAction Stop } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'ResourceUnavailable'
+    }
+}
