@@ -132,7 +132,8 @@ namespace VmCheckpoint.Core.Disks.Vhdx
             string parentFull = System.IO.Path.GetFullPath(parentPath);
             var pairs = new Dictionary<string, string>(StringComparer.Ordinal)
             {
-                ["parent_linkage"] = linkage.ToString("B").ToUpperInvariant(),
+                // Lower case: libvhdi (a second reader we test against) compares the text case-sensitively.
+                ["parent_linkage"] = linkage.ToString("B"),
             };
             string? relative = RelativeWindowsPath(System.IO.Path.GetDirectoryName(childFull) ?? "", parentFull);
             if (relative != null) pairs["relative_path"] = relative;
