@@ -230,7 +230,7 @@ namespace VmCheckpoint.Core.Disks.Vhdx
             if (chain.Count >= MaxParentDepth)
                 throw new CorruptImageException(child.Path, $"parent chain is deeper than {MaxParentDepth} disks");
 
-            VhdxImage parent = Open(parentPath, chain);
+            VhdxImage parent = Open(parentFull, chain);
             try
             {
                 Guid data = parent.Header.DataWriteGuid;
