@@ -68,6 +68,8 @@ function Get-PesterModulePath {
 function Invoke-Bootstrap {
     # qemu-img and qemu-io are the independent reference every image test compares against.
     Install-DebianPackage -Package @('qemu-utils') -Command @('qemu-img', 'qemu-io')
+    # libvhdi is a second, independent VHDX reader: the oracle where qemu-img has no support (differencing, 4K sectors).
+    if (-not (Test-Path /usr/lib/python3/dist-packages/pyvhdi*)) { Install-DebianPackage -Package @('python3-libvhdi') -Command @('__none__') }
     if (-not (Test-Path (Get-PesterModulePath))) {
         Write-Host "Restoring Pester $PesterVersion from NuGet"
         Invoke-Native dotnet @('restore', (Join-Path $Root 'tests/Pester/Pester.deps.csproj'), '--verbosity', 'quiet')

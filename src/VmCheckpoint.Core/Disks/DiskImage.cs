@@ -2,6 +2,7 @@ using System;
 using System.IO;
 using VmCheckpoint.Core.Disks.Qcow2;
 using VmCheckpoint.Core.Disks.Raw;
+using VmCheckpoint.Core.Disks.Vhdx;
 
 namespace VmCheckpoint.Core.Disks
 {
@@ -29,7 +30,7 @@ namespace VmCheckpoint.Core.Disks
                 case DiskFormat.Qcow2:
                     return new Qcow2ImageWriter(path, virtualSize);
                 case DiskFormat.Vhdx:
-                    throw new NotSupportedException("Creating VHDX images is not supported yet.");
+                    return VhdxImageWriter.CreateDynamic(path, virtualSize);
                 default:
                     throw new ArgumentOutOfRangeException(nameof(format), format, "Unknown disk format.");
             }
@@ -54,7 +55,9 @@ namespace VmCheckpoint.Core.Disks
                     case DiskFormat.Qcow2:
                         return Qcow2Image.Open(path, file, chain);
                     case DiskFormat.Vhdx:
-                        throw new NotSupportedException($"{path}: VHDX images are not supported yet.");
+                        // The VHDX reader opens the file itself and follows its own parent locators.
+                        file.Dispose();
+                        return VhdxImage.Open(path);
                     default:
                         return new RawImage(path, file);
                 }

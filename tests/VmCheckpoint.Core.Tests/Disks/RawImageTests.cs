@@ -42,16 +42,23 @@ public sealed class RawImageTests
     }
 
     [Fact]
-    public void VhdxIsRecognisedButNotYetSupported()
+    public void VhdxSignatureIsDetectedByContentNotTakenForRaw()
     {
         using var temp = new TempFolder();
         string path = temp.File("disk.bin");
         var bytes = new byte[1024];
         "vhdxfile"u8.ToArray().CopyTo(bytes, 0);
         File.WriteAllBytes(path, bytes);
-        var e = Assert.Throws<NotSupportedException>(() => DiskImage.Open(path));
-        Assert.Contains("VHDX", e.Message);
-        Assert.Throws<NotSupportedException>(() => DiskImage.Create(temp.File("new.vhdx"), DiskFormat.Vhdx, MiB));
+        var e = Assert.Throws<CorruptImageException>(() => DiskImage.Open(path));
+        Assert.Contains(path, e.Message);
+        using (var writer = DiskImage.Create(temp.File("new.vhdx"), DiskFormat.Vhdx, MiB))
+        {
+            Assert.Equal(DiskFormat.Vhdx, writer.Format);
+            writer.Complete();
+        }
+        using var reopened = DiskImage.Open(temp.File("new.vhdx"));
+        Assert.Equal(DiskFormat.Vhdx, reopened.Format);
+        Assert.Equal(MiB, reopened.VirtualSize);
     }
 
     [Fact]

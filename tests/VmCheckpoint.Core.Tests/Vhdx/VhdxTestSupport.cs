@@ -46,7 +46,10 @@ internal static class Tool
     /// <summary>Allocated bytes on disk (st_blocks * 512), to check sparseness.</summary>
     public static long AllocatedBytes(string path) => long.Parse(Run("stat", "-c", "%b", path).Trim()) * 512;
 
-    public static bool HasPyVhdi() => System.IO.File.Exists("/usr/bin/python3") && Try("/usr/bin/python3", "-c", "import pyvhdi").ExitCode == 0;
+    /// <summary>libvhdi is the oracle where qemu-img has none; build.ps1 Bootstrap installs it, so its absence is a failure, not a skip.</summary>
+    public static bool HasPyVhdi() => System.IO.File.Exists("/usr/bin/python3") && Try("/usr/bin/python3", "-c", "import pyvhdi").ExitCode == 0
+        ? true
+        : throw new InvalidOperationException("python3-libvhdi is not installed: run ./build.ps1 Bootstrap.");
 
     /// <summary>Reads a VHDX (with its parent, for one level of differencing) through libvhdi into a raw file.</summary>
     public static void PyVhdiToRaw(string child, string? parent, string raw)
