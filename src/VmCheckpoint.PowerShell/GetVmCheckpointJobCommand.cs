@@ -26,7 +26,7 @@ namespace VmCheckpoint.PowerShell
         {
             var pattern = new WildcardPattern(Name, WildcardOptions.IgnoreCase);
             string? repositoryId = Repository != null || System.Environment.GetEnvironmentVariable(RepositoryVariable) != null ? OpenRepository().Id : null;
-            foreach (var job in Catalog.GetJobs(j => pattern.IsMatch(j.VmName) && (Result is null || j.Result == Result) &&
+            foreach (var job in Catalog.GetJobs(j => pattern.IsMatch(j.VmName ?? "") && (Result is null || j.Result == Result) &&
                                                      (repositoryId is null || j.RepositoryId == repositoryId), Last))
                 WriteObject(job);
         }

@@ -62,7 +62,7 @@ Describe 'Get-CheckpointedVm' {
         $alpha.LatestId | Should -Be $ids[2]
         $alpha.Hypervisor | Should -Be 'Offline'
         $alpha.Host | Should -Be ([Environment]::MachineName)
-        $alpha.StoredBytes | Should -BeGreaterThan 3MB
+        $alpha.StoredBytes | Should -BeGreaterOrEqual 3MB   # three distinct random blocks (the fourth repeats the first)
         ($vms | Where-Object Name -eq 'beta').StoredBytes | Should -Be 0
     }
 

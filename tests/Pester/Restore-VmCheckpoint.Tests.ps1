@@ -7,9 +7,11 @@ BeforeAll {
     New-VmCheckpointRepository -Path $repo | Out-Null
     # Two disks of one VM: a qcow2 with data at both ends and an odd-sized raw one.
     $script:sys = New-TestImage -Path (Join-Path $work 'sys.qcow2') -Size 48MB -Offsets 0, 7MB, 47MB
+    # A raw disk whose size is no multiple of 512, with data in its very last bytes.
     $script:data = Join-Path $work 'data.raw'
-    New-TestImage -Path $data -Size (10MB + 512) -Format raw -Offsets 3MB | Out-Null
-    Write-TestData -Path $data -Format raw -Offsets (10MB - 512) -Length 1024 -Seed 7   # the very last sector
+    New-TestImage -Path $data -Size 10MB -Format raw -Offsets 3MB | Out-Null
+    $fs = [IO.File]::OpenWrite($data); $fs.SetLength(10MB + 100); $fs.Position = 10MB + 100 - 1000
+    $fs.Write([byte[]](1..250) * 4, 0, 1000); $fs.Dispose()
     $script:first = Invoke-VmCheckpoint -Name db -DiskPath $sys, $data -Repository $repo
     Copy-Item $sys (Join-Path $work 'sys-at-first.qcow2')
     Write-TestData -Path $sys -Offsets 7MB, 20MB -Seed 11
@@ -38,18 +40,20 @@ Describe 'Restore-VmCheckpoint' {
         $dest = Join-Path $work 'raw'
         $r = Restore-VmCheckpoint -Name db -Destination $dest -DiskFormat raw -Repository $repo
         $restored = ($r | Where-Object Name -eq data).Path
-        (Get-Item $restored).Length | Should -Be (10MB + 512)
+        (Get-Item $restored).Length | Should -Be (10MB + 100)
         & cmp $data $restored; $LASTEXITCODE | Should -Be 0
         Test-SameImage $sys ($r | Where-Object Name -eq sys).Path | Should -BeTrue
         $allocated = [long](& du -B1 $restored).Split("`t")[0]
         $allocated | Should -BeLessThan 4MB
     }
 
-    It 'refuses an odd-sized disk as qcow2 with a clear error, writing nothing' {
+    It 'pads an odd-sized disk to whole sectors as qcow2, as qemu-img convert does, with a warning' {
         $dest = Join-Path $work 'odd'
-        $e = { Restore-VmCheckpoint -Name db -Destination $dest -DiskName data -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
-        $e.Exception.Message | Should -BeLike '*multiple of 512*'
-        @(Get-ChildItem $dest -ErrorAction SilentlyContinue).Count | Should -Be 0
+        $r = Restore-VmCheckpoint -Name db -Destination $dest -DiskName data -Repository $repo -WarningVariable warned -WarningAction SilentlyContinue
+        "$warned" | Should -BeLike '*512*'
+        $r.VirtualSize | Should -Be (10MB + 512)
+        & qemu-img compare -f raw -F qcow2 $data $r.Path | Out-Null
+        $LASTEXITCODE | Should -Be 0
     }
 
     It 'takes checkpoints from the pipeline' {

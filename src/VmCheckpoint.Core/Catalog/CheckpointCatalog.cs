@@ -34,8 +34,8 @@ namespace VmCheckpoint.Core.Catalog
             Path = System.IO.Path.GetFullPath(path);
             var dir = System.IO.Path.GetDirectoryName(Path);
             if (!string.IsNullOrEmpty(dir)) Directory.CreateDirectory(dir);
-            var mapper = new BsonMapper();
-            mapper.EnumAsInteger = false;
+            // LiteDB's defaults would trim names and turn "" into null: a VM named " x " must stay " x ".
+            var mapper = new BsonMapper { EnumAsInteger = false, TrimWhitespace = false, EmptyStringToNull = false };
             _db = new LiteDatabase(new ConnectionString { Filename = Path, Connection = ConnectionType.Shared }, mapper);
             _checkpoints = _db.GetCollection<CheckpointInfo>("checkpoints");
             _checkpoints.EnsureIndex(x => x.RepositoryId);

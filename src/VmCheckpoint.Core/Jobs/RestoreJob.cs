@@ -130,8 +130,12 @@ namespace VmCheckpoint.Core.Jobs
             RestoreRequest request, string status, CancellationToken cancellationToken)
         {
             long virtualSize = disk.VirtualSize;
-            if (request.Format == DiskFormat.Qcow2 && virtualSize % 512 != 0)
-                throw new InvalidOperationException($"Disk {disk.Name} has a size of {virtualSize} bytes, not a multiple of 512: restore it as raw.");
+            if (request.Format != DiskFormat.Raw && virtualSize % 512 != 0)
+            {
+                // qcow2 and VHDX sizes are whole sectors; like qemu-img convert, pad the tail with zeros.
+                virtualSize += 512 - virtualSize % 512;
+                _reporter.Warning($"Disk {disk.Name} is {disk.VirtualSize} bytes, not whole 512-byte sectors: its {request.Format} copy is {virtualSize} bytes, the tail zero-filled. Restore as raw for the exact size.");
+            }
             var temporary = target + ".partial-" + Hex.Random(4);
             int blockSize = manifest.BlockSize;
             var blocks = disk.Blocks;
@@ -160,7 +164,7 @@ namespace VmCheckpoint.Core.Jobs
                         }
                         var item = pending.Dequeue().GetAwaiter().GetResult();
                         long offset = blocks.IndexAt(written) * (long)blockSize;
-                        int length = (int)Math.Min(item.Length, virtualSize - offset);
+                        int length = (int)Math.Min(item.Length, disk.VirtualSize - offset);
                         writer.Write(offset, item.Buffer, 0, length);
                         data += length;
                         free.Add(item.Buffer);
