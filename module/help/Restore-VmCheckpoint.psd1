@@ -7,6 +7,7 @@
         Destination = 'The folder to write the disks into; created if needed.'
         DiskFormat  = 'qcow2 (default), raw or vhdx.'
         DiskName    = 'Restore only these disks (by name, for example vda or disk1).'
+        DifferencingParent = 'With -DiskFormat vhdx: a folder holding an earlier restore of this VM (<disk>.vhdx). Each disk is written as <disk>.avhdx, a differencing VHDX on that parent holding only the blocks that differ from it, as a Hyper-V checkpoint chain needs.'
         Force       = 'Overwrite files that already exist.'
         Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file, kept on local disk. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder. Rebuilt from the repository whenever it is missing.'
@@ -15,6 +16,7 @@
     }
     Examples    = @(
         @{ Title = 'The latest checkpoint, as qcow2'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/restore'; Remarks = 'Writes web01''s disks as qcow2 files.' }
+        @{ Title = 'A Hyper-V checkpoint chain'; Code = '$new, $old = Get-VmCheckpoint -Name sql01 | Select-Object -First 2; $old | Restore-VmCheckpoint -Destination D:\VMs\sql01 -DiskFormat vhdx; $new | Restore-VmCheckpoint -Destination D:\VMs\sql01 -DiskFormat vhdx -DifferencingParent D:\VMs\sql01'; Remarks = 'sql01.vhdx holds the older checkpoint; sql01.avhdx, its differencing child, only the blocks of the newest that differ from it.' }
         @{ Title = 'A given checkpoint, as raw, over an earlier restore'; Code = 'Get-VmCheckpoint -Name web01 | Select-Object -Skip 2 -First 1 | Restore-VmCheckpoint -Destination ./r -DiskFormat raw -Force'; Remarks = 'The third newest checkpoint.' }
     )
 }

@@ -36,6 +36,11 @@ namespace VmCheckpoint.PowerShell
         [Alias("Disk")]
         public string[]? DiskName { get; set; }
 
+        /// <summary>VHDX: write each disk as a differencing .avhdx on &lt;folder&gt;/&lt;disk&gt;.vhdx, an earlier restore.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? DifferencingParent { get; set; }
+
         /// <summary>Overwrite files that already exist.</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
@@ -63,7 +68,8 @@ namespace VmCheckpoint.PowerShell
                 return;
             }
             var format = (DiskFormat)Enum.Parse(typeof(DiskFormat), DiskFormat, ignoreCase: true);
-            var request = new RestoreRequest(file, ResolvePath(Destination)) { Format = format, Force = Force, DiskNames = DiskName };
+            var request = new RestoreRequest(file, ResolvePath(Destination)) { Format = format, Force = Force, DiskNames = DiskName,
+                DifferencingParentFolder = DifferencingParent is null ? null : ResolvePath(DifferencingParent) };
             if (!ShouldProcess(request.Destination, $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} as {DiskFormat}")) return;
             try
             {

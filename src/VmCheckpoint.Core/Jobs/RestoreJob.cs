@@ -49,6 +49,13 @@ namespace VmCheckpoint.Core.Jobs
         /// <summary>Restore only these disks (all when null).</summary>
         public IReadOnlyCollection<string>? DiskNames { get; set; }
         public TimeSpan LockWait { get; set; } = TimeSpan.FromMinutes(10);
+
+        /// <summary>
+        /// VHDX only: a folder holding an earlier restore (&lt;disk&gt;.vhdx for each disk). Each disk is then written
+        /// as a differencing VHDX (.avhdx chain link) on that parent, holding only the blocks that differ from it,
+        /// as Hyper-V needs to restore a checkpoint chain.
+        /// </summary>
+        public string? DifferencingParentFolder { get; set; }
     }
 
     /// <summary>
@@ -97,7 +104,9 @@ namespace VmCheckpoint.Core.Jobs
                 for (int i = 0; i < disks.Count; i++)
                 {
                     string status = $"{manifest.VmName} {manifest.Id}: disk {disks[i].Name} ({i + 1} of {disks.Count})";
-                    restored.Add(RestoreDisk(store, manifest, disks[i], targets[i], request, status, cancellationToken));
+                    restored.Add(request.DifferencingParentFolder is null
+                        ? RestoreDisk(store, manifest, disks[i], targets[i], request, status, cancellationToken)
+                        : RestoreDifferencing(store, manifest, disks[i], targets[i], request, status, cancellationToken));
                 }
                 if (job != null) _catalog!.FinishJob(job, JobResult.Succeeded, message: string.Join(", ", targets));
                 return restored;
@@ -114,6 +123,80 @@ namespace VmCheckpoint.Core.Jobs
             }
         }
 
+        /// <summary>
+        /// Writes a differencing VHDX over a parent restored earlier: every block where the checkpoint and the
+        /// parent's actual content differ (by hash; zero where the checkpoint has none) is written, nothing else.
+        /// The parent is read, not trusted: it may have been restored from any checkpoint, or changed since.
+        /// </summary>
+        private RestoredDisk RestoreDifferencing(BlockStore store, CheckpointManifest manifest, DiskManifest disk, string target,
+            RestoreRequest request, string status, CancellationToken cancellationToken)
+        {
+            if (request.Format != DiskFormat.Vhdx)
+                throw new ArgumentException("A differencing parent is only supported for VHDX restores (-DiskFormat vhdx).");
+            var parentPath = Path.Combine(Path.GetFullPath(request.DifferencingParentFolder!), disk.Name + ".vhdx");
+            if (!File.Exists(parentPath)) throw new FileNotFoundException($"Differencing parent {parentPath} does not exist.", parentPath);
+            int blockSize = manifest.BlockSize;
+            var temporary = target + ".partial-" + Hex.Random(4);
+            long data = 0;
+            try
+            {
+                using (var parent = DiskImage.Open(parentPath))
+                using (var reader = new BlockReader(store, _repository.Layout))
+                using (var sha = System.Security.Cryptography.SHA256.Create())
+                using (var writer = Disks.Vhdx.VhdxImageWriter.CreateDifferencing(temporary, parentPath))
+                {
+                    if (parent.VirtualSize != writer.VirtualSize || writer.VirtualSize < disk.VirtualSize)
+                        throw new InvalidOperationException($"Differencing parent {parentPath} is {parent.VirtualSize} bytes; disk {disk.Name} is {disk.VirtualSize}.");
+                    var indexes = new SortedSet<long>();
+                    for (int i = 0; i < disk.Blocks.Count; i++) indexes.Add(disk.Blocks.IndexAt(i));
+                    foreach (var e in parent.GetDataExtents(0, parent.VirtualSize))
+                        for (long b = e.Offset / blockSize; b < (e.End + blockSize - 1) / blockSize; b++) indexes.Add(b);
+                    var ours = new byte[blockSize];
+                    var theirs = new byte[blockSize];
+                    long done = 0;
+                    foreach (long index in indexes)
+                    {
+                        cancellationToken.ThrowIfCancellationRequested();
+                        long offset = index * blockSize;
+                        int length = (int)Math.Min(blockSize, writer.VirtualSize - offset);
+                        parent.Read(offset, theirs, 0, length);
+                        bool parentZero = DiskUploader.IsZero(theirs, length);
+                        var hash = disk.Blocks.Find(index);
+                        if (hash is null)
+                        {
+                            if (!parentZero)
+                            {
+                                Array.Clear(ours, 0, length);
+                                writer.Write(offset, ours, 0, length);
+                                data += length;
+                            }
+                        }
+                        else if (parentZero || BlockHash.Compute(sha, theirs, 0, length) != hash.Value)
+                        {
+                            int n = reader.Read(hash.Value, ours);
+                            writer.Write(offset, ours, 0, Math.Min(n, length));
+                            data += length;
+                        }
+                        _reporter.Progress("Restoring", status, (int)(100 * ++done / indexes.Count));
+                    }
+                    writer.Complete();
+                }
+                if (File.Exists(target))
+                {
+                    if (!request.Force) throw new TargetExistsException(target);
+                    File.Delete(target);
+                }
+                File.Move(temporary, target);
+                _reporter.Verbose($"Restored disk {disk.Name} to {target}, a differencing VHDX on {parentPath} holding {data} bytes.");
+                return new RestoredDisk { Name = disk.Name, Path = target, Format = DiskFormat.Vhdx, VirtualSize = disk.VirtualSize, DataBytes = data };
+            }
+            catch
+            {
+                AtomicFile.TryDelete(temporary);
+                throw;
+            }
+        }
+
         private static List<DiskManifest> SelectDisks(CheckpointManifest manifest, RestoreRequest request)
         {
             if (request.DiskNames is null) return manifest.Disks;
@@ -124,7 +207,7 @@ namespace VmCheckpoint.Core.Jobs
         }
 
         private static string TargetPath(RestoreRequest request, DiskManifest disk)
-            => Path.Combine(Path.GetFullPath(request.Destination), disk.Name + "." + Extension(request.Format));
+            => Path.Combine(Path.GetFullPath(request.Destination), disk.Name + "." + (request.DifferencingParentFolder is null ? Extension(request.Format) : "avhdx"));
 
         private RestoredDisk RestoreDisk(BlockStore store, CheckpointManifest manifest, DiskManifest disk, string target,
             RestoreRequest request, string status, CancellationToken cancellationToken)
