@@ -1,0 +1,112 @@
+using System;
+using System.Runtime.InteropServices;
+
+namespace VmCheckpoint.Core.Hypervisors.Libvirt
+{
+    /// <summary>
+    /// The libvirt C API (libvirt.so.0), only the calls VmCheckpoint makes. Strings go in as UTF-8: that is how .NET
+    /// marshals LPStr on Linux, the only platform with libvirt.so.0 (netstandard2.0 lacks LPUTF8Str).
+    /// </summary>
+    internal static class LibvirtNative
+    {
+        private const string Lib = "libvirt.so.0";
+
+        // virDomainState
+        public const int StateNoState = 0, StateRunning = 1, StateBlocked = 2, StatePaused = 3, StateShutdown = 4, StateShutoff = 5, StateCrashed = 6, StatePmSuspended = 7;
+        // virDomainShutoffReason
+        public const int ShutoffCrashed = 3;
+        // virDomainXMLFlags
+        public const uint XmlSecure = 1, XmlInactive = 2, XmlMigratable = 8;
+        // virDomainSaveRestoreFlags
+        public const uint SaveRunning = 2, SavePaused = 4;
+        // virDomainCheckpointDeleteFlags
+        public const uint CheckpointDeleteMetadataOnly = 2;
+        // virDomainUndefineFlagsValues
+        public const uint UndefineManagedSave = 1, UndefineSnapshotsMetadata = 2, UndefineNvram = 4, UndefineCheckpointsMetadata = 16;
+        // virError codes worth naming
+        public const int ErrNoDomain = 42, ErrOperationInvalid = 55, ErrCheckpointInconsistent = 109, ErrNoDomainCheckpoint = 102;
+
+        [DllImport(Lib)] public static extern IntPtr virConnectOpen(string uri);
+        [DllImport(Lib)] public static extern int virConnectClose(IntPtr conn);
+        [DllImport(Lib)] public static extern IntPtr virConnectGetHostname(IntPtr conn);
+        [DllImport(Lib)] public static extern int virConnectListAllDomains(IntPtr conn, out IntPtr domains, uint flags);
+        [DllImport(Lib)] public static extern IntPtr virDomainLookupByName(IntPtr conn, string name);
+        [DllImport(Lib)] public static extern int virDomainFree(IntPtr dom);
+        [DllImport(Lib)] public static extern IntPtr virDomainGetName(IntPtr dom);
+        [DllImport(Lib)] public static extern int virDomainGetUUIDString(IntPtr dom, byte[] buf);
+        [DllImport(Lib)] public static extern IntPtr virDomainGetXMLDesc(IntPtr dom, uint flags);
+        [DllImport(Lib)] public static extern int virDomainGetState(IntPtr dom, out int state, out int reason, uint flags);
+        [DllImport(Lib)] public static extern int virDomainBackupBegin(IntPtr dom, string backupXml, string? checkpointXml, uint flags);
+        [DllImport(Lib)] public static extern int virDomainAbortJob(IntPtr dom);
+        [DllImport(Lib)] public static extern int virDomainGetJobInfo(IntPtr dom, out JobInfo info);
+        [DllImport(Lib)] public static extern int virDomainListAllCheckpoints(IntPtr dom, out IntPtr checkpoints, uint flags);
+        [DllImport(Lib)] public static extern IntPtr virDomainCheckpointLookupByName(IntPtr dom, string name, uint flags);
+        [DllImport(Lib)] public static extern IntPtr virDomainCheckpointGetName(IntPtr checkpoint);
+        [DllImport(Lib)] public static extern int virDomainCheckpointDelete(IntPtr checkpoint, uint flags);
+        [DllImport(Lib)] public static extern int virDomainCheckpointFree(IntPtr checkpoint);
+        [DllImport(Lib)] public static extern int virDomainSuspend(IntPtr dom);
+        [DllImport(Lib)] public static extern int virDomainResume(IntPtr dom);
+        [DllImport(Lib)] public static extern int virDomainSaveFlags(IntPtr dom, string to, string? dxml, uint flags);
+        [DllImport(Lib)] public static extern int virDomainRestoreFlags(IntPtr conn, string from, string? dxml, uint flags);
+        [DllImport(Lib)] public static extern IntPtr virDomainSaveImageGetXMLDesc(IntPtr conn, string file, uint flags);
+        [DllImport(Lib)] public static extern IntPtr virDomainDefineXML(IntPtr conn, string xml);
+        [DllImport(Lib)] public static extern int virDomainCreate(IntPtr dom);
+        [DllImport(Lib)] public static extern int virDomainDestroy(IntPtr dom);
+        [DllImport(Lib)] public static extern int virDomainUndefineFlags(IntPtr dom, uint flags);
+        [DllImport(Lib)] public static extern IntPtr virGetLastError();
+        [DllImport(Lib)] public static extern void virResetLastError();
+        [DllImport(Lib)] public static extern int virInitialize();
+
+        [DllImport("libc", EntryPoint = "free")] public static extern void Free(IntPtr p);
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct JobInfo
+        {
+            public int Type;
+            public ulong TimeElapsed, TimeRemaining, DataTotal, DataProcessed, DataRemaining, MemTotal, MemProcessed, MemRemaining, FileTotal, FileProcessed, FileRemaining;
+        }
+
+        /// <summary>Takes ownership of a char* that libvirt allocated, returning it as a string.</summary>
+        public static string? TakeString(IntPtr p)
+        {
+            if (p == IntPtr.Zero) return null;
+            try { return PtrToUtf8(p); }
+            finally { Free(p); }
+        }
+
+        public static string? PtrToUtf8(IntPtr p)
+        {
+            if (p == IntPtr.Zero) return null;
+            int n = 0;
+            while (Marshal.ReadByte(p, n) != 0) n++;
+            var bytes = new byte[n];
+            Marshal.Copy(p, bytes, 0, n);
+            return System.Text.Encoding.UTF8.GetString(bytes);
+        }
+
+        /// <summary>libvirt's last error on this thread: its numeric code and message.</summary>
+        public static LibvirtException LastError(string what)
+        {
+            IntPtr e = virGetLastError();
+            if (e == IntPtr.Zero) return new LibvirtException(what + ": libvirt reported no error detail.", 0, 0);
+            int code = Marshal.ReadInt32(e, 0);
+            int domain = Marshal.ReadInt32(e, 4);
+            string message = PtrToUtf8(Marshal.ReadIntPtr(e, 8)) ?? "unknown error";
+            return new LibvirtException($"{what}: {message}", code, domain);
+        }
+    }
+
+    /// <summary>An error libvirt reported, with libvirt's own code (virErrorNumber) and message.</summary>
+    public sealed class LibvirtException : Exception
+    {
+        public LibvirtException(string message, int code, int domain) : base(message)
+        {
+            Code = code;
+            ErrorDomain = domain;
+        }
+
+        /// <summary>virErrorNumber, e.g. 42 VIR_ERR_NO_DOMAIN, 109 VIR_ERR_CHECKPOINT_INCONSISTENT.</summary>
+        public int Code { get; }
+        public int ErrorDomain { get; }
+    }
+}
