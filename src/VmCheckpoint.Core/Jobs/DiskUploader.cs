@@ -37,7 +37,7 @@ namespace VmCheckpoint.Core.Jobs
             long virtualSize = image.VirtualSize;
             long blockCount = (virtualSize + _blockSize - 1) / _blockSize;
             var result = new List<KeyValuePair<long, BlockHash>>();
-            var toRead = BlocksToRead(source, blockCount);
+            var toRead = BlocksToRead(source, parent, blockCount);
 
             // Blocks outside the changed ranges are the parent's, unchanged (a synthetic full).
             if (source.ChangedExtents != null && parent != null)
@@ -155,9 +155,12 @@ namespace VmCheckpoint.Core.Jobs
         }
 
         /// <summary>Block indexes to read, ascending: those touched by the changed (or else the data) extents.</summary>
-        private List<long> BlocksToRead(DiskSource source, long blockCount)
+        private List<long> BlocksToRead(DiskSource source, BlockTable? parent, long blockCount)
         {
-            var extents = source.ChangedExtents ?? source.Image.GetDataExtents(0, source.Image.VirtualSize);
+            // Changed ranges only describe a disk relative to its parent; without one, every data block is read.
+            var extents = source.ChangedExtents != null && parent != null
+                ? source.ChangedExtents
+                : source.Image.GetDataExtents(0, source.Image.VirtualSize);
             var list = new List<long>();
             long last = -1;
             foreach (var e in extents.OrderBy(x => x.Offset))
