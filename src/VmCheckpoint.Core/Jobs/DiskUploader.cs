@@ -39,6 +39,7 @@ namespace VmCheckpoint.Core.Jobs
             var result = new List<KeyValuePair<long, BlockHash>>();
             var toRead = BlocksToRead(source, parent, blockCount);
 
+            long holes = 0;
             // Blocks outside the changed ranges are the parent's, unchanged (a synthetic full).
             if (source.ChangedExtents != null && parent != null)
             {
@@ -49,10 +50,20 @@ namespace VmCheckpoint.Core.Jobs
                         result.Add(new KeyValuePair<long, BlockHash>(parent.IndexAt(i), parent.HashAt(i)));
                 }
             }
+            else if (parent != null)
+            {
+                // A parent block outside today's data extents (trimmed, now a hole) is not read, but it changed to zero.
+                var readSet = new HashSet<long>(toRead);
+                for (int i = 0; i < parent.Count; i++)
+                {
+                    long index = parent.IndexAt(i);
+                    if (index < blockCount && !readSet.Contains(index)) holes += Math.Min(_blockSize, virtualSize - index * _blockSize);
+                }
+            }
 
             long total = toRead.Count;
             var found = new ConcurrentBag<KeyValuePair<long, BlockHash>>();
-            long read = 0, changed = 0, fresh = 0, stored = 0, done = 0;
+            long read = 0, changed = holes, fresh = 0, stored = 0, done = 0;
             int queueDepth = _workers * 2;
             var free = new BlockingCollection<byte[]>();
             for (int i = 0; i < queueDepth + _workers + 1; i++) free.Add(new byte[_blockSize]);
