@@ -75,6 +75,27 @@ public sealed class CheckpointJobTests
     }
 
     [Fact]
+    public void BlockThatBecameAHoleCountsAsChanged()
+    {
+        // A trimmed block is no longer among the data extents, so it is not read; it still changed (to zero).
+        using var t = new TestRepository();
+        string path = t.File("disk.raw");
+        var data = ImageFiles.Noise(1, 6 * Block);
+        ImageFiles.CreateRaw(path, MiB, (0, data));
+        var m1 = t.Checkpoint("vm", path);
+        File.Delete(path);
+        var now = ImageFiles.CreateRaw(path, MiB, (0, data.AsSpan(0, 4 * Block).ToArray()), (5 * Block, data.AsSpan(5 * Block).ToArray()));
+
+        var m2 = t.Checkpoint("vm", path);
+        Assert.Equal(m1.Id, m2.ParentId);
+        Assert.Equal(5L * Block, m2.Statistics.ReadBytes);
+        Assert.Equal(1L * Block, m2.Statistics.ChangedBytes);
+        Assert.Equal(0, m2.Statistics.NewBytes);
+        Assert.Equal(5, m2.Disks[0].Blocks.Count);
+        Assert.Equal(now, t.Restore(m2.Id, "disk"));
+    }
+
+    [Fact]
     public void ChangedExtentsReadOnlyTheirBlocksAndTakeTheRestFromTheParent()
     {
         using var t = new TestRepository();
