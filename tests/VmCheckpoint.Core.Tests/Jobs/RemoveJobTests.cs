@@ -124,7 +124,9 @@ public sealed class RemoveJobTests
         string forgotten = t.Layout.LockPath("ffeeddccbbaa99887766554433221100");
         File.WriteAllText(forgotten, $"{{\"kind\":\"shared\",\"host\":\"elsewhere\",\"pid\":1,\"time\":\"{DateTime.UtcNow.AddHours(-2):o}\"}}");
 
-        var m = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("vm-b", CheckpointJob.OpenDiskFiles(new[] { t.File("b.raw") })) { LockWait = TimeSpan.Zero });
+        var disks = CheckpointJob.OpenDiskFiles(new[] { t.File("b.raw") });
+        var m = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("vm-b", disks) { LockWait = TimeSpan.Zero });
+        disks[0].Image.Dispose();
         Assert.Equal(s.B2.Id, m.ParentId);
 
         t.Repository.DeleteCheckpoint(t.FileOf(s.A1.Id));
