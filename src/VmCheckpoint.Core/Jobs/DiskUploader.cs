@@ -37,8 +37,9 @@ namespace VmCheckpoint.Core.Jobs
             long virtualSize = image.VirtualSize;
             long blockCount = (virtualSize + _blockSize - 1) / _blockSize;
             var result = new List<KeyValuePair<long, BlockHash>>();
-            var toRead = BlocksToRead(source, blockCount);
+            var toRead = BlocksToRead(source, parent, blockCount);
 
+            long holes = 0;
             // Blocks outside the changed ranges are the parent's, unchanged (a synthetic full).
             if (source.ChangedExtents != null && parent != null)
             {
@@ -49,10 +50,20 @@ namespace VmCheckpoint.Core.Jobs
                         result.Add(new KeyValuePair<long, BlockHash>(parent.IndexAt(i), parent.HashAt(i)));
                 }
             }
+            else if (parent != null)
+            {
+                // A parent block outside today's data extents (trimmed, now a hole) is not read, but it changed to zero.
+                var readSet = new HashSet<long>(toRead);
+                for (int i = 0; i < parent.Count; i++)
+                {
+                    long index = parent.IndexAt(i);
+                    if (index < blockCount && !readSet.Contains(index)) holes += Math.Min(_blockSize, virtualSize - index * _blockSize);
+                }
+            }
 
             long total = toRead.Count;
             var found = new ConcurrentBag<KeyValuePair<long, BlockHash>>();
-            long read = 0, changed = 0, fresh = 0, stored = 0, done = 0;
+            long read = 0, changed = holes, fresh = 0, stored = 0, done = 0;
             int queueDepth = _workers * 2;
             var free = new BlockingCollection<byte[]>();
             for (int i = 0; i < queueDepth + _workers + 1; i++) free.Add(new byte[_blockSize]);
@@ -155,9 +166,12 @@ namespace VmCheckpoint.Core.Jobs
         }
 
         /// <summary>Block indexes to read, ascending: those touched by the changed (or else the data) extents.</summary>
-        private List<long> BlocksToRead(DiskSource source, long blockCount)
+        private List<long> BlocksToRead(DiskSource source, BlockTable? parent, long blockCount)
         {
-            var extents = source.ChangedExtents ?? source.Image.GetDataExtents(0, source.Image.VirtualSize);
+            // Changed ranges only describe a disk relative to its parent; without one, every data block is read.
+            var extents = source.ChangedExtents != null && parent != null
+                ? source.ChangedExtents
+                : source.Image.GetDataExtents(0, source.Image.VirtualSize);
             var list = new List<long>();
             long last = -1;
             foreach (var e in extents.OrderBy(x => x.Offset))

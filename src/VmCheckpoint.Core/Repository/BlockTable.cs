@@ -68,6 +68,9 @@ namespace VmCheckpoint.Core.Repository
             try
             {
                 var compressed = Convert.FromBase64String(encoded);
+                // The count is only a claim: check it against the frame's own size before allocating for it.
+                if (ZstdSharp.Decompressor.GetDecompressedSize(compressed) != (ulong)count * EntrySize)
+                    throw new InvalidDataException($"{source}: block table does not hold the {count} entries it claims.");
                 using (var decompressor = new ZstdSharp.Decompressor())
                 {
                     raw = new byte[(long)count * EntrySize];

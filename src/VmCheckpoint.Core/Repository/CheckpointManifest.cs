@@ -132,8 +132,10 @@ namespace VmCheckpoint.Core.Repository
                 doc = JsonSerializer.Deserialize(Encoding.UTF8.GetString(content)) as BsonDocument
                       ?? throw new InvalidDataException($"{source}: not a JSON object.");
             }
-            catch (LiteException e)
+            catch (Exception e) when (!(e is InvalidDataException) && !(e is OutOfMemoryException))
             {
+                // LiteDB's JSON reader fails on hostile text with whatever it hits (FormatException,
+                // IndexOutOfRangeException on an empty key, ...), not only LiteException.
                 throw new InvalidDataException($"{source}: not valid JSON ({e.Message}).");
             }
             try
@@ -184,8 +186,9 @@ namespace VmCheckpoint.Core.Repository
                     throw new InvalidDataException($"{source}: two disks have the same name.");
                 return m;
             }
-            catch (InvalidCastException e)
+            catch (Exception e) when (e is InvalidCastException || e is FormatException || e is OverflowException)
             {
+                // LiteDB's AsInt32/AsInt64/AsDouble convert with System.Convert: a string or an out-of-range number lands here.
                 throw new InvalidDataException($"{source}: a field has the wrong type ({e.Message}).");
             }
         }

@@ -1,0 +1,218 @@
+using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Repository;
+using VmCheckpoint.Core.Tests.Disks;
+using VmCheckpoint.Core.Tests.Repository;
+using Xunit;
+
+namespace VmCheckpoint.Core.Tests.Jobs;
+
+public sealed class CheckpointJobTests
+{
+    private const int Block = TestRepository.BlockSize;
+    private const long MiB = 1024 * 1024;
+
+    [Fact]
+    public void OddSizedSparseRawRoundTripsAndZeroBlocksAreNotStored()
+    {
+        using var t = new TestRepository();
+        string path = t.File("odd.raw");
+        long size = 3 * MiB + 777; // the last block is partial and not a multiple of 512
+        var source = ImageFiles.CreateRaw(path, size,
+            (0, new byte[] { 0xA1 }),
+            (Block + 10, ImageFiles.Noise(1, 3000)),          // inside block 1
+            (20 * Block, new byte[Block]),                     // written but all zero: allocated, not stored
+            (size - 1, new byte[] { 0x5E }));                  // the very last byte, in the partial block
+
+        var m = t.Checkpoint("vm", path);
+
+        Assert.Null(m.ParentId);
+        var disk = Assert.Single(m.Disks);
+        Assert.Equal("odd", disk.Name);
+        Assert.Equal(size, disk.VirtualSize);
+        Assert.Equal(new long[] { 0, 1, size / Block }, Enumerable.Range(0, disk.Blocks.Count).Select(disk.Blocks.IndexAt));
+        Assert.Equal(3, t.BlobCount());
+        Assert.Equal(2 * Block + (size % Block), m.Statistics.NewBytes);
+        Assert.Equal(m.Statistics.NewBytes, m.Statistics.ChangedBytes);
+        Assert.Equal(source, t.Restore(m.Id, "odd", DiskFormat.Raw));
+
+        // qcow2 cannot hold a size that is not whole sectors: refused before any file is written.
+        string destination = t.File("q");
+        Assert.Throws<InvalidOperationException>(() =>
+            new RestoreJob(t.Repository, null).Run(new RestoreRequest(t.FileOf(m.Id), destination) { Format = DiskFormat.Qcow2 }));
+        Assert.Empty(Directory.Exists(destination) ? Directory.GetFiles(destination) : Array.Empty<string>());
+    }
+
+    [Fact]
+    public void SecondCheckpointStoresOnlyChangedBlocksAndBothRestore()
+    {
+        using var t = new TestRepository();
+        string path = t.File("disk.raw");
+        long size = 4 * MiB;
+        var first = ImageFiles.CreateRaw(path, size,
+            (0, ImageFiles.Noise(1, 8 * Block)),
+            (size - 100, ImageFiles.Noise(2, 100)));
+        var m1 = t.Checkpoint("vm", path);
+        int blobs1 = t.BlobCount();
+        Assert.Equal(9, blobs1);
+
+        var second = ImageFiles.Patch(path, (2 * Block + 5, ImageFiles.Noise(3, 10)), (size - 1, new byte[] { 0x77 }));
+        var m2 = t.Checkpoint("vm", path);
+
+        Assert.Equal(m1.Id, m2.ParentId);
+        Assert.Equal(2L * Block, m2.Statistics.ChangedBytes);
+        Assert.Equal(2L * Block, m2.Statistics.NewBytes);
+        Assert.Equal(9L * Block, m2.Statistics.ReadBytes);
+        Assert.Equal(blobs1 + 2, t.BlobCount());
+
+        Assert.Equal(second, t.Restore(m2.Id, "disk", DiskFormat.Raw));
+        Assert.Equal(first, t.Restore(m1.Id, "disk", DiskFormat.Raw));
+
+        string qcow2 = t.RestoreFile(m2.Id, "disk", DiskFormat.Qcow2);
+        Assert.Equal(second, ImageFiles.ReadGuest(qcow2));
+        var compare = Qemu.Compare(path, "raw", qcow2, "qcow2");
+        Assert.True(compare.ExitCode == 0, compare.Stdout + compare.Stderr);
+    }
+
+    [Fact]
+    public void BlockThatBecameAHoleCountsAsChanged()
+    {
+        // A trimmed block is no longer among the data extents, so it is not read; it still changed (to zero).
+        using var t = new TestRepository();
+        string path = t.File("disk.raw");
+        var data = ImageFiles.Noise(1, 6 * Block);
+        ImageFiles.CreateRaw(path, MiB, (0, data));
+        var m1 = t.Checkpoint("vm", path);
+        File.Delete(path);
+        var now = ImageFiles.CreateRaw(path, MiB, (0, data.AsSpan(0, 4 * Block).ToArray()), (5 * Block, data.AsSpan(5 * Block).ToArray()));
+
+        var m2 = t.Checkpoint("vm", path);
+        Assert.Equal(m1.Id, m2.ParentId);
+        Assert.Equal(5L * Block, m2.Statistics.ReadBytes);
+        Assert.Equal(1L * Block, m2.Statistics.ChangedBytes);
+        Assert.Equal(0, m2.Statistics.NewBytes);
+        Assert.Equal(5, m2.Disks[0].Blocks.Count);
+        Assert.Equal(now, t.Restore(m2.Id, "disk"));
+    }
+
+    [Fact]
+    public void ChangedExtentsReadOnlyTheirBlocksAndTakeTheRestFromTheParent()
+    {
+        using var t = new TestRepository();
+        string path = t.File("vda.raw");
+        long size = 2 * MiB;
+        ImageFiles.CreateRaw(path, size, (0, ImageFiles.Noise(1, 24 * Block)));
+        var m1 = t.Checkpoint("live", path);
+
+        // What the guest wrote since: part of block 3, blocks 10-11 (one range across the boundary), block 20 zeroed.
+        var now = ImageFiles.Patch(path,
+            (3 * Block + 100, ImageFiles.Noise(2, 50)),
+            (10 * Block + Block / 2, ImageFiles.Noise(3, Block)),
+            (20 * Block, new byte[Block]));
+        var changed = new[]
+        {
+            new DiskExtent(3 * Block + 100, 50),
+            new DiskExtent(10 * Block + Block / 2, Block),
+            new DiskExtent(20 * Block, Block),
+        };
+        var image = new FaultyDiskImage(DiskImage.Open(path));
+        CheckpointManifest m2;
+        using (image)
+            m2 = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("live", new[] { new DiskSource("vda", image, changed) }));
+
+        Assert.Equal(4L * Block, image.BytesRead);
+        Assert.Equal(new long[] { 3 * Block, 10 * Block, 11 * Block, 20 * Block }, image.ReadOffsets.OrderBy(o => o));
+        Assert.Equal(4L * Block, m2.Statistics.ReadBytes);
+        Assert.Equal(4L * Block, m2.Statistics.ChangedBytes);
+        Assert.Equal(3L * Block, m2.Statistics.NewBytes);
+        Assert.Equal(m1.Id, m2.ParentId);
+        Assert.Equal(23, m2.Disks[0].Blocks.Count);
+        Assert.Null(m2.Disks[0].Blocks.Find(20));
+        Assert.Equal(now, t.Restore(m2.Id, "vda"));
+    }
+
+    [Fact]
+    public void ChangedExtentsWithoutAParentReadTheWholeDisk()
+    {
+        // Changed ranges are relative to a parent; with no parent they say nothing about the other blocks.
+        using var t = new TestRepository();
+        string path = t.File("vda.raw");
+        var content = ImageFiles.CreateRaw(path, 1 * MiB, (0, ImageFiles.Noise(1, 16 * Block)));
+        var image = new FaultyDiskImage(DiskImage.Open(path));
+        CheckpointManifest m;
+        using (image)
+            m = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("live", new[] { new DiskSource("vda", image, new[] { new DiskExtent(0, Block) }) }));
+
+        Assert.Equal(16, m.Disks[0].Blocks.Count);
+        Assert.Equal(content, t.Restore(m.Id, "vda"));
+    }
+
+    [Fact]
+    public void IdenticalContentIsStoredOnceAcrossDisksAndVms()
+    {
+        using var t = new TestRepository();
+        var data = ImageFiles.Noise(7, 6 * Block);
+        string a = t.File("a.raw"), b = t.File("b.raw"), c = t.File("c.raw");
+        var content = ImageFiles.CreateRaw(a, 2 * MiB, (0, data), (MiB, data)); // the same 6 blocks twice in one disk
+        ImageFiles.CreateRaw(b, 2 * MiB, (0, data), (MiB, data));
+        ImageFiles.CreateRaw(c, 1 * MiB, (Block, data));
+
+        var m1 = t.Checkpoint("vm1", a, b);
+        Assert.Equal(6, t.BlobCount());
+        Assert.Equal(6L * Block, m1.Statistics.NewBytes);
+        Assert.Equal(24L * Block, m1.Statistics.ReadBytes);
+
+        var m2 = t.Checkpoint("vm2", c);
+        Assert.Null(m2.ParentId);
+        Assert.Equal(0, m2.Statistics.NewBytes);
+        Assert.Equal(0, m2.Statistics.StoredBytes);
+        Assert.Equal(6L * Block, m2.Statistics.ChangedBytes); // no parent: everything is a change
+        Assert.Equal(6, t.BlobCount());
+        Assert.Single(t.PackFiles());
+
+        Assert.Equal(content, t.Restore(m1.Id, "b"));
+        Assert.Equal(File.ReadAllBytes(c), t.Restore(m2.Id, "c"));
+    }
+
+    [Fact]
+    public void TwoRunsAtOnceOnTheSameFolderBothSucceed()
+    {
+        using var t = new TestRepository();
+        var shared = ImageFiles.Noise(1, 8 * Block);
+        string a = t.File("a.raw"), b = t.File("b.raw");
+        var contentA = ImageFiles.CreateRaw(a, 2 * MiB, (0, shared), (MiB, ImageFiles.Noise(2, 8 * Block)));
+        var contentB = ImageFiles.CreateRaw(b, 2 * MiB, (0, shared), (MiB, ImageFiles.Noise(3, 8 * Block)));
+
+        using var start = new Barrier(2);
+        CheckpointManifest RunOn(string vm, string image)
+        {
+            var repository = CheckpointRepository.Open(t.Repository.Path);
+            var disks = CheckpointJob.OpenDiskFiles(new[] { image });
+            try
+            {
+                start.SignalAndWait();
+                return new CheckpointJob(repository, null).Run(new CheckpointRequest(vm, disks));
+            }
+            finally
+            {
+                disks[0].Image.Dispose();
+            }
+        }
+        var results = new CheckpointManifest?[2];
+        var errors = new Exception?[2];
+        var threads = new[] { ("vm-a", a), ("vm-b", b) }.Select((job, i) => new Thread(() =>
+        {
+            try { results[i] = RunOn(job.Item1, job.Item2); }
+            catch (Exception e) { errors[i] = e; }
+        })).ToList();
+        threads.ForEach(th => th.Start());
+        Assert.All(threads, th => Assert.True(th.Join(TimeSpan.FromSeconds(60))));
+        Assert.Equal(new Exception?[2], errors);
+
+        Assert.Equal(contentA, t.Restore(results[0]!.Id, "a"));
+        Assert.Equal(contentB, t.Restore(results[1]!.Id, "b"));
+        Assert.All(t.Verify(readData: true), r => Assert.Equal(VerificationStatus.Healthy, r.Status));
+        Assert.Equal(24, t.BlobCount()); // duplicates of the shared blocks may exist in two packs, but name 24 blobs
+        Assert.Empty(Directory.GetFiles(t.Layout.LocksDirectory));
+    }
+}
