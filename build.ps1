@@ -70,6 +70,9 @@ function Invoke-Bootstrap {
     Install-DebianPackage -Package @('qemu-utils') -Command @('qemu-img', 'qemu-io')
     # libvhdi is a second, independent VHDX reader: the oracle where qemu-img has no support (differencing, 4K sectors).
     if (-not (Test-Path /usr/lib/python3/dist-packages/pyvhdi*)) { Install-DebianPackage -Package @('python3-libvhdi') -Command @('__none__') }
+    # libvirt and qemu run the live tests' VMs; libnbd is the NBD client of pull backups.
+    Install-DebianPackage -Package @('libvirt-daemon-system', 'libvirt-clients', 'qemu-system-x86', 'libnbd0') -Command @('libvirtd', 'virsh', 'qemu-system-x86_64')
+    if (-not (Test-Path /usr/lib/x86_64-linux-gnu/libnbd.so.0)) { Install-DebianPackage -Package @('libnbd0') -Command @('__none__') }
     if (-not (Test-Path (Get-PesterModulePath))) {
         Write-Host "Restoring Pester $PesterVersion from NuGet"
         Invoke-Native dotnet @('restore', (Join-Path $Root 'tests/Pester/Pester.deps.csproj'), '--verbosity', 'quiet')
@@ -116,6 +119,9 @@ function Invoke-Test {
     $trx = Join-Path $results 'xunit.trx'
     $xunit = if (Test-Path $trx) { Get-TrxCounts $trx } else { [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
     if ($xunitExit -ne 0 -and $xunit.Failed -eq 0) { $xunit.Failed = 1 }  # a build or runner failure counts
+
+    # The live tests drive real VMs on this host's libvirt (started here when there is no systemd to do it).
+    Invoke-Native bash @((Join-Path $Root 'tests/hosts/start-libvirt.sh'))
 
     Write-Host '== Pester (cmdlets, against out/VmCheckpoint) =='
     $pesterJson = Join-Path $results 'pester.json'

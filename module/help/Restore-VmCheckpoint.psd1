@@ -8,13 +8,20 @@
         DiskFormat  = 'qcow2 (default), raw or vhdx.'
         DiskName    = 'Restore only these disks (by name, for example vda or disk1).'
         DifferencingParent = 'With -DiskFormat vhdx: a folder holding an earlier restore of this VM (<disk>.vhdx). Each disk is written as <disk>.avhdx, a differencing VHDX on that parent holding only the blocks that differ from it, as a Hyper-V checkpoint chain needs.'
-        Force       = 'Overwrite files that already exist.'
+        ConnectionUri = 'The libvirt host to define the VM on, with -Register, -Start or -ResumeMemory (qemu:///system by default): the same host or another one.'
+        NewName     = 'Define the VM under this name, with a new UUID and new MAC addresses (implies -Register).'
+        Register    = 'Define the VM on the host from the configuration stored with the checkpoint, its disks pointed at the restored files.'
+        Start       = 'Define and start the VM.'
+        ResumeMemory = 'Define the VM and resume it from the memory state stored with the checkpoint (taken with -IncludeMemory), instead of booting it.'
+        Force       = 'Overwrite files, and with -Register a VM of the same name, that already exist.'
         Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file, kept on local disk. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder. Rebuilt from the repository whenever it is missing.'
         WhatIf      = 'Shows what would be restored without writing anything.'
         Confirm     = 'Asks for confirmation first.'
     }
     Examples    = @(
+        @{ Title = 'Bring a VM back on another host, running where it was'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/web01 -ConnectionUri qemu+ssh://kvm02/system -ResumeMemory'; Remarks = 'The disks are restored as qcow2, the domain is defined on kvm02 and resumed from its memory state.' }
+        @{ Title = 'A copy of a VM under a new name'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /srv/vm/web01-test -NewName web01-test -Start'; Remarks = 'New name, UUID and MAC addresses; the original is untouched.' }
         @{ Title = 'The latest checkpoint, as qcow2'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/restore'; Remarks = 'Writes web01''s disks as qcow2 files.' }
         @{ Title = 'A Hyper-V checkpoint chain'; Code = '$new, $old = Get-VmCheckpoint -Name sql01 | Select-Object -First 2; $old | Restore-VmCheckpoint -Destination D:\VMs\sql01 -DiskFormat vhdx; $new | Restore-VmCheckpoint -Destination D:\VMs\sql01 -DiskFormat vhdx -DifferencingParent D:\VMs\sql01'; Remarks = 'sql01.vhdx holds the older checkpoint; sql01.avhdx, its differencing child, only the blocks of the newest that differ from it.' }
         @{ Title = 'A given checkpoint, as raw, over an earlier restore'; Code = 'Get-VmCheckpoint -Name web01 | Select-Object -Skip 2 -First 1 | Restore-VmCheckpoint -Destination ./r -DiskFormat raw -Force'; Remarks = 'The third newest checkpoint.' }

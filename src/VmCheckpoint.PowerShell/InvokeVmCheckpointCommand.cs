@@ -3,15 +3,18 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
 using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Hypervisors.Libvirt;
 using VmCheckpoint.Core.Jobs;
 
 namespace VmCheckpoint.PowerShell
 {
-    /// <summary>Takes a checkpoint: of disk image files as one VM (-DiskPath).</summary>
-    [Cmdlet(VerbsLifecycle.Invoke, "VmCheckpoint", SupportsShouldProcess = true, DefaultParameterSetName = DiskPathSet)]
+    /// <summary>Takes a checkpoint: of running (or shut-off) VMs on a libvirt host, or of disk image files as one VM.</summary>
+    [Cmdlet(VerbsLifecycle.Invoke, "VmCheckpoint", SupportsShouldProcess = true, DefaultParameterSetName = LiveSet)]
     [OutputType(typeof(CheckpointInfo))]
     public sealed class InvokeVmCheckpointCommand : VmCheckpointCmdlet
     {
+        private const string LiveSet = "Live";
         private const string DiskPathSet = "DiskPath";
 
         /// <summary>Image files (qcow2, raw, VHDX) to checkpoint together as the disks of one VM.</summary>
@@ -20,23 +23,64 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string[] DiskPath { get; set; } = new string[0];
 
-        /// <summary>The VM's name in the repository.</summary>
+        /// <summary>VM names (wildcards allowed for live VMs); with -DiskPath, the one name the disks are stored under.</summary>
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = LiveSet, ValueFromPipelineByPropertyName = true)]
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = DiskPathSet)]
         [Alias("VmName")]
         [ValidateNotNullOrEmpty]
+        [SupportsWildcards]
         [ArgumentCompleter(typeof(VmNameCompleter))]
-        public string Name { get; set; } = "";
+        public string[] Name { get; set; } = new string[0];
+
+        /// <summary>The libvirt URI of the host; qemu:///system by default.</summary>
+        [Parameter(ParameterSetName = LiveSet)]
+        [ValidateNotNullOrEmpty]
+        public string ConnectionUri { get; set; } = LibvirtConnection.DefaultUri;
+
+        /// <summary>Also take the memory and device state, consistent with the disks.</summary>
+        [Parameter(ParameterSetName = LiveSet)]
+        public SwitchParameter IncludeMemory { get; set; }
+
+        /// <summary>Read every allocated block instead of only the changed ones (blocks are still stored only once).</summary>
+        [Parameter(ParameterSetName = LiveSet)]
+        public SwitchParameter Full { get; set; }
 
         private readonly List<string> _paths = new List<string>();
+        private readonly List<string> _vms = new List<string>();
+        private IHypervisor? _hypervisor;
 
         protected override void ProcessRecord()
         {
-            foreach (var p in DiskPath)
+            if (ParameterSetName == DiskPathSet)
             {
-                var resolved = GetResolvedProviderPathFromPSPath(p, out _);
-                if (resolved.Count == 0)
-                    WriteError(new ErrorRecord(new System.IO.FileNotFoundException($"Disk image {p} does not exist."), "DiskNotFound", ErrorCategory.ObjectNotFound, p));
-                _paths.AddRange(resolved);
+                foreach (var p in DiskPath)
+                {
+                    var resolved = GetResolvedProviderPathFromPSPath(p, out _);
+                    if (resolved.Count == 0)
+                        WriteError(new ErrorRecord(new System.IO.FileNotFoundException($"Disk image {p} does not exist."), "DiskNotFound", ErrorCategory.ObjectNotFound, p));
+                    _paths.AddRange(resolved);
+                }
+                return;
+            }
+            try
+            {
+                _hypervisor ??= new LibvirtHypervisor(ConnectionUri);
+            }
+            catch (Exception e)
+            {
+                ThrowTerminatingError(ToErrorRecord(e, "Connect", ConnectionUri));
+            }
+            foreach (var name in Name)
+            {
+                if (WildcardPattern.ContainsWildcardCharacters(name))
+                {
+                    var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
+                    _vms.AddRange(_hypervisor!.ListVms().Where(pattern.IsMatch).Where(v => !_vms.Contains(v)));
+                }
+                else if (!_vms.Contains(name))
+                {
+                    _vms.Add(name);
+                }
             }
         }
 
@@ -44,24 +88,27 @@ namespace VmCheckpoint.PowerShell
         {
             try
             {
-                if (_paths.Count == 0) return;
-                var repository = OpenSynchronized();
-                if (!ShouldProcess($"{Name} ({string.Join(", ", _paths)})", $"Checkpoint into {repository.Path}")) return;
-                List<DiskSource> disks;
+                if (ParameterSetName == DiskPathSet) CheckpointFiles();
+                else CheckpointVms();
+            }
+            finally
+            {
+                _hypervisor?.Dispose();
+                base.EndProcessing();
+            }
+        }
+
+        private void CheckpointVms()
+        {
+            if (_vms.Count == 0) return;
+            var repository = OpenSynchronized();
+            foreach (var vm in _vms)
+            {
+                if (!ShouldProcess($"{vm} on {ConnectionUri}", $"Checkpoint{(IncludeMemory ? " with memory" : "")} into {repository.Path}")) continue;
                 try
                 {
-                    disks = CheckpointJob.OpenDiskFiles(_paths);
-                }
-                catch (Exception e)
-                {
-                    Catalog.FinishJob(Catalog.StartJob("Checkpoint", Name, repository), JobResult.Failed, e.Message);
-                    ThrowTerminatingError(ToErrorRecord(e, "OpenDisk", _paths.Count == 1 ? _paths[0] : (object)_paths.ToArray()));
-                    return;
-                }
-                try
-                {
-                    var request = new CheckpointRequest(Name, disks);
-                    var manifest = RunJob("Checkpointing " + Name, (reporter, token) => new CheckpointJob(repository, Catalog, reporter).Run(request, token));
+                    var plan = new CheckpointPlan { IncludeMemory = IncludeMemory, Full = Full };
+                    var manifest = RunJob("Checkpointing " + vm, (reporter, token) => new VmCheckpointJob(repository, Catalog, _hypervisor!, reporter).Run(vm, plan, token));
                     WriteObject(Catalog.GetCheckpoints(repository.Id, c => c.Id == manifest.Id).First());
                 }
                 catch (PipelineStoppedException)
@@ -70,16 +117,47 @@ namespace VmCheckpoint.PowerShell
                 }
                 catch (Exception e)
                 {
-                    ThrowTerminatingError(ToErrorRecord(e, "Checkpoint", Name));
+                    WriteError(ToErrorRecord(e, "Checkpoint", vm));
                 }
-                finally
-                {
-                    foreach (var d in disks) d.Image.Dispose();
-                }
+            }
+        }
+
+        private void CheckpointFiles()
+        {
+            if (_paths.Count == 0) return;
+            if (Name.Length != 1)
+                ThrowTerminatingError(new ErrorRecord(new ArgumentException("With -DiskPath, give one -Name: the disks are checkpointed as the disks of one VM."), "OneName", ErrorCategory.InvalidArgument, Name));
+            string name = Name[0];
+            var repository = OpenSynchronized();
+            if (!ShouldProcess($"{name} ({string.Join(", ", _paths)})", $"Checkpoint into {repository.Path}")) return;
+            List<DiskSource> disks;
+            try
+            {
+                disks = CheckpointJob.OpenDiskFiles(_paths);
+            }
+            catch (Exception e)
+            {
+                Catalog.FinishJob(Catalog.StartJob("Checkpoint", name, repository), JobResult.Failed, e.Message);
+                ThrowTerminatingError(ToErrorRecord(e, "OpenDisk", _paths.Count == 1 ? _paths[0] : (object)_paths.ToArray()));
+                return;
+            }
+            try
+            {
+                var request = new CheckpointRequest(name, disks);
+                var manifest = RunJob("Checkpointing " + name, (reporter, token) => new CheckpointJob(repository, Catalog, reporter).Run(request, token));
+                WriteObject(Catalog.GetCheckpoints(repository.Id, c => c.Id == manifest.Id).First());
+            }
+            catch (PipelineStoppedException)
+            {
+                throw;
+            }
+            catch (Exception e)
+            {
+                ThrowTerminatingError(ToErrorRecord(e, "Checkpoint", name));
             }
             finally
             {
-                base.EndProcessing();
+                foreach (var d in disks) d.Image.Dispose();
             }
         }
     }

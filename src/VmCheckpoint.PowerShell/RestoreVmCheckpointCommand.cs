@@ -9,7 +9,7 @@ namespace VmCheckpoint.PowerShell
 {
     /// <summary>Writes a checkpoint's disks as image files (qcow2 by default) into a folder.</summary>
     [Cmdlet(VerbsData.Restore, "VmCheckpoint", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
-    [OutputType(typeof(RestoredDisk))]
+    [OutputType(typeof(RestoredDisk), typeof(VmRestoreResult))]
     public sealed class RestoreVmCheckpointCommand : VmCheckpointCmdlet
     {
         [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
@@ -41,7 +41,29 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string? DifferencingParent { get; set; }
 
-        /// <summary>Overwrite files that already exist.</summary>
+        /// <summary>The libvirt host to define the VM on (with -Register, -Start, -ResumeMemory); qemu:///system by default.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string ConnectionUri { get; set; } = Core.Hypervisors.Libvirt.LibvirtConnection.DefaultUri;
+
+        /// <summary>Define the VM under this name, with a new identity.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? NewName { get; set; }
+
+        /// <summary>Define the VM on the host, its disks pointed at the restored files.</summary>
+        [Parameter]
+        public SwitchParameter Register { get; set; }
+
+        /// <summary>Define and start the VM (implies -Register).</summary>
+        [Parameter]
+        public SwitchParameter Start { get; set; }
+
+        /// <summary>Define the VM and resume it from the checkpoint's memory state instead of booting (implies -Register).</summary>
+        [Parameter]
+        public SwitchParameter ResumeMemory { get; set; }
+
+        /// <summary>Overwrite files (and, with -Register, a VM) that already exist.</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
 
@@ -70,9 +92,23 @@ namespace VmCheckpoint.PowerShell
             var format = (DiskFormat)Enum.Parse(typeof(DiskFormat), DiskFormat, ignoreCase: true);
             var request = new RestoreRequest(file, ResolvePath(Destination)) { Format = format, Force = Force, DiskNames = DiskName,
                 DifferencingParentFolder = DifferencingParent is null ? null : ResolvePath(DifferencingParent) };
-            if (!ShouldProcess(request.Destination, $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} as {DiskFormat}")) return;
+            bool register = Register || Start || ResumeMemory || NewName != null;
+            string action = register
+                ? $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} and define it as '{NewName ?? chosen.VmName}' on {ConnectionUri}{(ResumeMemory ? ", resumed from memory" : Start ? ", started" : "")}"
+                : $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} as {DiskFormat}";
+            if (!ShouldProcess(request.Destination, action)) return;
             try
             {
+                if (register)
+                {
+                    var result = RunJob("Restoring " + Name, (reporter, token) =>
+                    {
+                        using var hypervisor = new Core.Hypervisors.Libvirt.LibvirtHypervisor(ConnectionUri);
+                        return new VmRestoreJob(repository, Catalog, hypervisor, reporter).Run(request, NewName, Start, ResumeMemory, token);
+                    });
+                    WriteObject(result);
+                    return;
+                }
                 var disks = RunJob("Restoring " + Name, (reporter, token) => new RestoreJob(repository, Catalog, reporter).Run(request, token));
                 foreach (var d in disks) WriteObject(d);
             }

@@ -32,6 +32,10 @@ namespace VmCheckpoint.Core.Catalog
         public string? ParentId { get; set; }
         public List<CheckpointDiskInfo> Disks { get; set; } = new List<CheckpointDiskInfo>();
         public bool IncludesMemory { get; set; }
+        /// <summary>Size of the stored memory and device state, or 0.</summary>
+        public long MemoryBytes { get; set; }
+        /// <summary>How long the VM was paused to take its memory state with the disks, or 0.</summary>
+        public double PauseSeconds { get; set; }
         public long VirtualSize { get; set; }
         public long ReadBytes { get; set; }
         public long ChangedBytes { get; set; }

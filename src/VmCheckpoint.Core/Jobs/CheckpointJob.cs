@@ -27,6 +27,12 @@ namespace VmCheckpoint.Core.Jobs
         public string? VmId { get; set; }
         public string? Configuration { get; set; }
         public string? Note { get; set; }
+        /// <summary>The hypervisor's change-tracking reference the disks' view was taken with (see CheckpointManifest).</summary>
+        public string? ChangeTrackingId { get; set; }
+        /// <summary>The memory and device state taken at the disks' instant (a raw view of the save file), or null.</summary>
+        public DiskSource? Memory { get; set; }
+        /// <summary>How long the VM was paused for this checkpoint.</summary>
+        public double PauseSeconds { get; set; }
         /// <summary>How long to wait while blocks are being reclaimed by another process.</summary>
         public TimeSpan LockWait { get; set; } = TimeSpan.FromMinutes(10);
     }
@@ -124,7 +130,9 @@ namespace VmCheckpoint.Core.Jobs
                 BlockSize = _repository.BlockSize,
                 Configuration = request.Configuration,
                 Note = request.Note,
+                ChangeTrackingId = request.ChangeTrackingId,
             };
+            manifest.Statistics.PauseSeconds = request.PauseSeconds;
             var uploader = new DiskUploader(store, _repository.BlockSize);
             const string activity = "Checkpointing";
             for (int i = 0; i < request.Disks.Count; i++)
@@ -143,6 +151,14 @@ namespace VmCheckpoint.Core.Jobs
                 }, cancellationToken);
                 manifest.Disks.Add(new DiskManifest(disk.Name, disk.SourcePath, disk.Image.Format, disk.Image.VirtualSize, table));
             }
+            if (request.Memory != null)
+            {
+                // Memory is chunked like a disk: pages unchanged since the last checkpoint deduplicate.
+                var memory = request.Memory;
+                var table = uploader.Upload(memory, parent?.Memory?.Blocks, manifest.Statistics,
+                    (done, total) => _reporter.Progress(activity, $"{request.VmName}: memory state", total == 0 ? 100 : (int)(100 * done / total)), cancellationToken);
+                manifest.Memory = new DiskManifest(memory.Name, memory.SourcePath, DiskFormat.Raw, memory.Image.VirtualSize, table);
+            }
             store.Flush();
             cancellationToken.ThrowIfCancellationRequested();
             manifest.EndTime = DateTime.UtcNow;
@@ -153,7 +169,7 @@ namespace VmCheckpoint.Core.Jobs
         }
 
         /// <summary>The VM's newest readable checkpoint; a damaged one is skipped, never fatal.</summary>
-        private CheckpointManifest? FindParent(string vmName)
+        internal CheckpointManifest? FindParent(string vmName)
         {
             foreach (var file in _repository.ListCheckpoints(vmName).Reverse())
             {

@@ -56,6 +56,9 @@ namespace VmCheckpoint.Core.Jobs
         /// as Hyper-V needs to restore a checkpoint chain.
         /// </summary>
         public string? DifferencingParentFolder { get; set; }
+
+        /// <summary>Also write the memory and device state (as &lt;destination&gt;/memory.save), if the checkpoint has one.</summary>
+        public bool IncludeMemory { get; set; }
     }
 
     /// <summary>
@@ -108,7 +111,15 @@ namespace VmCheckpoint.Core.Jobs
                         ? RestoreDisk(store, manifest, disks[i], targets[i], request, status, cancellationToken)
                         : RestoreDifferencing(store, manifest, disks[i], targets[i], request, status, cancellationToken));
                 }
-                if (job != null) _catalog!.FinishJob(job, JobResult.Succeeded, message: string.Join(", ", targets));
+                if (request.IncludeMemory)
+                {
+                    if (manifest.Memory is null) throw new InvalidOperationException($"Checkpoint {manifest.Id} of '{manifest.VmName}' holds no memory state (take checkpoints with -IncludeMemory).");
+                    var memoryTarget = Path.Combine(Path.GetFullPath(request.Destination), "memory.save");
+                    var raw = new RestoreRequest(request.Checkpoint, request.Destination) { Format = DiskFormat.Raw, Force = request.Force };
+                    if (!request.Force && File.Exists(memoryTarget)) throw new TargetExistsException(memoryTarget);
+                    restored.Add(RestoreDisk(store, manifest, manifest.Memory, memoryTarget, raw, $"{manifest.VmName} {manifest.Id}: memory state", cancellationToken));
+                }
+                if (job != null) _catalog!.FinishJob(job, JobResult.Succeeded, message: string.Join(", ", restored.Select(r => r.Path)));
                 return restored;
             }
             catch (OperationCanceledException)

@@ -41,6 +41,8 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>Bytes the run added to the repository (compressed).</summary>
         public long StoredBytes { get; set; }
         public double DurationSeconds { get; set; }
+        /// <summary>How long the VM was paused for the checkpoint (memory state taken), or 0.</summary>
+        public double PauseSeconds { get; set; }
     }
 
     /// <summary>
@@ -68,8 +70,18 @@ namespace VmCheckpoint.Core.Repository
         public CheckpointStatistics Statistics { get; set; } = new CheckpointStatistics();
         /// <summary>Free-form notes of the run (why the chain was reset, ...).</summary>
         public string? Note { get; set; }
+        /// <summary>
+        /// The hypervisor's change-tracking reference this checkpoint was taken with (a libvirt checkpoint name, a
+        /// Hyper-V RCT reference point): the next checkpoint may read only what changed since, while it exists.
+        /// </summary>
+        public string? ChangeTrackingId { get; set; }
+        /// <summary>The VM's memory and device state at the disks' instant, stored like a disk; null when not taken.</summary>
+        public DiskManifest? Memory { get; set; }
 
         public long VirtualSize => Disks.Sum(d => d.VirtualSize);
+
+        /// <summary>The disks and, when taken, the memory state: everything whose blocks the checkpoint uses.</summary>
+        public IEnumerable<DiskManifest> AllBlockLists => Memory is null ? Disks : Disks.Concat(new[] { Memory });
 
         /// <summary>Checks a name that will become part of a file name on restore.</summary>
         public static void ValidateDiskName(string name, string source)
@@ -97,6 +109,8 @@ namespace VmCheckpoint.Core.Repository
                 ["blockSize"] = BlockSize,
                 ["configuration"] = Configuration is null ? BsonValue.Null : new BsonValue(Configuration),
                 ["note"] = Note is null ? BsonValue.Null : new BsonValue(Note),
+                ["changeTracking"] = ChangeTrackingId is null ? BsonValue.Null : new BsonValue(ChangeTrackingId),
+                ["memory"] = Memory is null ? BsonValue.Null : SerializeDisk(Memory),
                 ["statistics"] = new BsonDocument
                 {
                     ["readBytes"] = Statistics.ReadBytes,
@@ -104,18 +118,35 @@ namespace VmCheckpoint.Core.Repository
                     ["newBytes"] = Statistics.NewBytes,
                     ["storedBytes"] = Statistics.StoredBytes,
                     ["durationSeconds"] = Statistics.DurationSeconds,
+                    ["pauseSeconds"] = Statistics.PauseSeconds,
                 },
-                ["disks"] = new BsonArray(Disks.Select(d => (BsonValue)new BsonDocument
-                {
-                    ["name"] = d.Name,
-                    ["sourcePath"] = d.SourcePath,
-                    ["sourceFormat"] = d.SourceFormat.ToString().ToLowerInvariant(),
-                    ["virtualSize"] = d.VirtualSize,
-                    ["blockCount"] = d.Blocks.Count,
-                    ["blocks"] = d.Blocks.Encode(),
-                })),
+                ["disks"] = new BsonArray(Disks.Select(d => (BsonValue)SerializeDisk(d))),
             };
             return Encoding.UTF8.GetBytes(JsonSerializer.Serialize(doc, indent: true));
+        }
+
+        private static BsonDocument SerializeDisk(DiskManifest d) => new BsonDocument
+        {
+            ["name"] = d.Name,
+            ["sourcePath"] = d.SourcePath,
+            ["sourceFormat"] = d.SourceFormat.ToString().ToLowerInvariant(),
+            ["virtualSize"] = d.VirtualSize,
+            ["blockCount"] = d.Blocks.Count,
+            ["blocks"] = d.Blocks.Encode(),
+        };
+
+        private static DiskManifest ParseDisk(BsonDocument? d, int blockSize, string source)
+        {
+            if (d is null) throw new InvalidDataException($"{source}: a disk entry is not an object.");
+            string name = RequireString(d, "name", source);
+            ValidateDiskName(name, source);
+            long size = d["virtualSize"].AsInt64;
+            if (size <= 0 || size > (1L << 56)) throw new InvalidDataException($"{source}: disk '{name}' has size {size}.");
+            if (!Enum.TryParse<DiskFormat>(RequireString(d, "sourceFormat", source), true, out var fmt))
+                throw new InvalidDataException($"{source}: disk '{name}' has an unknown format.");
+            long blockCount = (size + blockSize - 1) / blockSize;
+            var blocks = BlockTable.Decode(RequireString(d, "blocks", source), d["blockCount"].AsInt32, blockCount, $"{source}, disk '{name}'");
+            return new DiskManifest(name, d["sourcePath"].AsString ?? "", fmt, size, blocks);
         }
 
         internal static string ComputeId(byte[] content)
@@ -156,6 +187,7 @@ namespace VmCheckpoint.Core.Repository
                     BlockSize = doc["blockSize"].AsInt32,
                     Configuration = doc["configuration"].IsNull ? null : doc["configuration"].AsString,
                     Note = doc["note"].IsNull ? null : doc["note"].AsString,
+                    ChangeTrackingId = doc["changeTracking"].IsNull ? null : doc["changeTracking"].AsString,
                 };
                 if (!RepositoryConfig.IsValidBlockSize(m.BlockSize))
                     throw new InvalidDataException($"{source}: block size {m.BlockSize} is not valid.");
@@ -167,21 +199,11 @@ namespace VmCheckpoint.Core.Repository
                     m.Statistics.NewBytes = stats["newBytes"].AsInt64;
                     m.Statistics.StoredBytes = stats["storedBytes"].AsInt64;
                     m.Statistics.DurationSeconds = stats["durationSeconds"].AsDouble;
+                    m.Statistics.PauseSeconds = stats["pauseSeconds"].AsDouble;
                 }
+                if (!doc["memory"].IsNull) m.Memory = ParseDisk(doc["memory"].AsDocument, m.BlockSize, source);
                 var disks = doc["disks"].AsArray ?? throw new InvalidDataException($"{source}: no 'disks'.");
-                foreach (var d in disks.Select(x => x.AsDocument))
-                {
-                    if (d is null) throw new InvalidDataException($"{source}: a disk entry is not an object.");
-                    string name = RequireString(d, "name", source);
-                    ValidateDiskName(name, source);
-                    long size = d["virtualSize"].AsInt64;
-                    if (size <= 0 || size > (1L << 56)) throw new InvalidDataException($"{source}: disk '{name}' has size {size}.");
-                    if (!Enum.TryParse<DiskFormat>(RequireString(d, "sourceFormat", source), true, out var fmt))
-                        throw new InvalidDataException($"{source}: disk '{name}' has an unknown format.");
-                    long blockCount = (size + m.BlockSize - 1) / m.BlockSize;
-                    var blocks = BlockTable.Decode(RequireString(d, "blocks", source), d["blockCount"].AsInt32, blockCount, $"{source}, disk '{name}'");
-                    m.Disks.Add(new DiskManifest(name, d["sourcePath"].AsString ?? "", fmt, size, blocks));
-                }
+                foreach (var d in disks) m.Disks.Add(ParseDisk(d.AsDocument, m.BlockSize, source));
                 if (m.Disks.Select(d => d.Name).Distinct(StringComparer.OrdinalIgnoreCase).Count() != m.Disks.Count)
                     throw new InvalidDataException($"{source}: two disks have the same name.");
                 return m;

@@ -70,8 +70,8 @@ namespace VmCheckpoint.Core.Repository
                 }
                 result.VmName = manifest.VmName;
                 result.Time = manifest.StartTime;
-                long total = manifest.Disks.Sum(d => (long)d.Blocks.Count), done = 0;
-                foreach (var disk in manifest.Disks)
+                long total = manifest.AllBlockLists.Sum(d => (long)d.Blocks.Count), done = 0;
+                foreach (var disk in manifest.AllBlockLists)
                 {
                     int bad = 0;
                     for (int i = 0; i < disk.Blocks.Count; i++)

@@ -79,7 +79,7 @@ namespace VmCheckpoint.Core.Repository
                 {
                     throw new InvalidDataException($"Blocks are not reclaimed while checkpoint {file.Id} cannot be read ({e.Message}); remove or repair it first.");
                 }
-                foreach (var disk in manifest.Disks)
+                foreach (var disk in manifest.AllBlockLists)
                     for (int i = 0; i < disk.Blocks.Count; i++) used.Add(disk.Blocks.HashAt(i));
             }
 

@@ -1,0 +1,92 @@
+using System;
+using System.Collections.Generic;
+using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Jobs;
+
+namespace VmCheckpoint.Core.Hypervisors
+{
+    /// <summary>What a checkpoint run asks of the hypervisor.</summary>
+    public sealed class CheckpointPlan
+    {
+        /// <summary>The change-tracking reference of the VM's latest checkpoint in the repository, if any.</summary>
+        public string? ParentTrackingId { get; set; }
+        /// <summary>Take the memory and device state too, consistent with the disks.</summary>
+        public bool IncludeMemory { get; set; }
+        /// <summary>Read every allocated block, ignoring change tracking (blocks are still deduplicated by hash).</summary>
+        public bool Full { get; set; }
+    }
+
+    /// <summary>
+    /// A point-in-time view of one VM, opened by <see cref="IHypervisor.BeginCheckpoint"/>. <see cref="Commit"/> once the
+    /// checkpoint is stored (the new change-tracking reference becomes the next parent); disposing without commit
+    /// rolls back, leaving change tracking as it was, so the next run is incremental from the last stored checkpoint.
+    /// </summary>
+    public interface IVmCheckpointSession : IDisposable
+    {
+        string VmName { get; }
+        string? VmId { get; }
+        string Host { get; }
+        string Hypervisor { get; }
+        string? Configuration { get; }
+        IReadOnlyList<DiskSource> Disks { get; }
+        DiskSource? Memory { get; }
+        /// <summary>The change-tracking reference this view was taken with (the next run's parent), or null.</summary>
+        string? NewTrackingId { get; }
+        double PauseSeconds { get; }
+        /// <summary>What the run had to do differently and why (a chain healed, a shut-off VM read from its files).</summary>
+        string? Note { get; }
+        void Commit();
+    }
+
+    /// <summary>A disk of a VM to bring back: its name in the checkpoint and the restored file.</summary>
+    public sealed class RegisteredDisk
+    {
+        public RegisteredDisk(string name, string path, DiskFormat format)
+        {
+            Name = name;
+            Path = path;
+            Format = format;
+        }
+
+        public string Name { get; }
+        public string Path { get; }
+        public DiskFormat Format { get; }
+    }
+
+    /// <summary>How to bring a VM back on a host from a checkpoint's configuration and restored disks.</summary>
+    public sealed class RegistrationRequest
+    {
+        public RegistrationRequest(string vmName, string configuration, IReadOnlyList<RegisteredDisk> disks)
+        {
+            VmName = vmName;
+            Configuration = configuration;
+            Disks = disks;
+        }
+
+        public string VmName { get; }
+        public string Configuration { get; }
+        public IReadOnlyList<RegisteredDisk> Disks { get; }
+        /// <summary>A new name (and a new identity) for the VM.</summary>
+        public string? NewName { get; set; }
+        /// <summary>Replace a VM of the same name on the target.</summary>
+        public bool Force { get; set; }
+        public bool Start { get; set; }
+        /// <summary>A saved memory state file to resume from instead of booting.</summary>
+        public string? MemoryStateFile { get; set; }
+    }
+
+    /// <summary>
+    /// One hypervisor host: what Jobs and cmdlets need, so that they never branch on the hypervisor.
+    /// Implementations: libvirt (Libvirt/), Hyper-V.
+    /// </summary>
+    public interface IHypervisor : IDisposable
+    {
+        string Name { get; }
+        string Host { get; }
+        IReadOnlyList<string> ListVms();
+        IVmCheckpointSession BeginCheckpoint(string vmName, CheckpointPlan plan, IJobReporter reporter);
+        /// <summary>Defines the VM on this host (and starts or resumes it as asked); returns its name there.</summary>
+        string Register(RegistrationRequest request, IJobReporter reporter);
+        bool VmExists(string name);
+    }
+}

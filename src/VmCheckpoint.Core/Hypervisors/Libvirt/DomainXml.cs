@@ -1,0 +1,76 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Xml.Linq;
+using VmCheckpoint.Core.Disks;
+
+namespace VmCheckpoint.Core.Hypervisors.Libvirt
+{
+    /// <summary>A disk of a domain as its XML describes it.</summary>
+    internal sealed class DomainDisk
+    {
+        public string Target { get; set; } = "";
+        public string Type { get; set; } = "";
+        public string? SourceFile { get; set; }
+        public string DriverType { get; set; } = "raw";
+        public bool IsQcow2 => string.Equals(DriverType, "qcow2", StringComparison.OrdinalIgnoreCase);
+    }
+
+    /// <summary>Reading and rewriting libvirt domain XML.</summary>
+    internal static class DomainXml
+    {
+        /// <summary>The domain's disks (device='disk'; CD-ROMs and floppies are not checkpointed).</summary>
+        public static List<DomainDisk> Disks(string xml)
+        {
+            var doc = XDocument.Parse(xml);
+            return doc.Root!.Element("devices")?.Elements("disk")
+                       .Where(d => (string?)d.Attribute("device") is null or "disk")
+                       .Select(d => new DomainDisk
+                       {
+                           Target = (string?)d.Element("target")?.Attribute("dev") ?? "",
+                           Type = (string?)d.Attribute("type") ?? "file",
+                           SourceFile = (string?)d.Element("source")?.Attribute("file") ?? (string?)d.Element("source")?.Attribute("dev"),
+                           DriverType = (string?)d.Element("driver")?.Attribute("type") ?? "raw",
+                       })
+                       .Where(d => d.Target.Length > 0)
+                       .ToList()
+                   ?? new List<DomainDisk>();
+        }
+
+        /// <summary>
+        /// The configuration to define on a target host: disks pointed at the restored files, and what cannot exist
+        /// there removed (backing chains, the old identity and MAC addresses when renamed, host security labels).
+        /// </summary>
+        public static string ForRestore(string xml, IReadOnlyList<RegisteredDisk> disks, string? newName)
+        {
+            var doc = XDocument.Parse(xml);
+            var root = doc.Root!;
+            if (newName != null)
+            {
+                root.Element("name")!.Value = newName;
+                root.Element("uuid")?.Remove();
+                foreach (var mac in root.Descendants("interface").Elements("mac").ToList()) mac.Remove();
+            }
+            root.Elements("seclabel").Remove();
+            foreach (var disk in root.Element("devices")?.Elements("disk").ToList() ?? new List<XElement>())
+            {
+                var target = (string?)disk.Element("target")?.Attribute("dev");
+                var restored = disks.FirstOrDefault(d => string.Equals(d.Name, target, StringComparison.Ordinal));
+                if (restored is null) continue;
+                disk.SetAttributeValue("type", "file");
+                disk.Element("source")?.Remove();
+                disk.Element("backingStore")?.Remove();
+                disk.Elements("alias").Remove();
+                var driver = disk.Element("driver");
+                if (driver is null) disk.AddFirst(driver = new XElement("driver", new XAttribute("name", "qemu")));
+                driver.SetAttributeValue("type", restored.Format == DiskFormat.Qcow2 ? "qcow2" : "raw");
+                driver.AddAfterSelf(new XElement("source", new XAttribute("file", restored.Path)));
+            }
+            return doc.ToString();
+        }
+
+        public static string Name(string xml) => XDocument.Parse(xml).Root!.Element("name")?.Value ?? "";
+
+        public static string Escape(string s) => new XText(s).ToString();
+    }
+}

@@ -1,0 +1,281 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Runtime.InteropServices;
+using System.Text;
+using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Hypervisors.Nbd;
+using VmCheckpoint.Core.Jobs;
+
+namespace VmCheckpoint.Core.Hypervisors.Libvirt
+{
+    /// <summary>
+    /// One checkpoint of a libvirt domain. A running domain is exported point-in-time by a pull-mode backup
+    /// (NBD on a unix socket) with a new libvirt checkpoint, incremental from the parent's checkpoint while it
+    /// exists; a shut-off domain is read from its disk files. With memory, the domain is saved and restored
+    /// paused around the start of the backup, so memory and disks are of one instant.
+    /// </summary>
+    internal sealed class LibvirtCheckpointSession : IVmCheckpointSession
+    {
+        internal const string CheckpointPrefix = "vmckpt-";
+        private readonly LibvirtHypervisor _hypervisor;
+        private readonly IJobReporter _reporter;
+        private readonly List<DiskSource> _disks = new List<DiskSource>();
+        private readonly List<string> _notes = new List<string>();
+        private LibvirtDomain _domain;
+        private FileStream? _vmLock;
+        private string? _workDir;
+        private bool _backupRunning;
+        private bool _committed;
+
+        private LibvirtCheckpointSession(LibvirtHypervisor hypervisor, LibvirtDomain domain, IJobReporter reporter)
+        {
+            _hypervisor = hypervisor;
+            _domain = domain;
+            _reporter = reporter;
+            VmName = domain.Name;
+            VmId = domain.Uuid;
+            Host = hypervisor.Host;
+        }
+
+        public string VmName { get; }
+        public string? VmId { get; }
+        public string Host { get; }
+        public string Hypervisor => HypervisorNames.Libvirt;
+        public string? Configuration { get; private set; }
+        public IReadOnlyList<DiskSource> Disks => _disks;
+        public DiskSource? Memory { get; private set; }
+        public string? NewTrackingId { get; private set; }
+        public double PauseSeconds { get; private set; }
+        public string? Note => _notes.Count == 0 ? null : string.Join(" ", _notes);
+
+        public static LibvirtCheckpointSession Begin(LibvirtHypervisor hypervisor, string vmName, CheckpointPlan plan, IJobReporter reporter)
+        {
+            var domain = hypervisor.Connection.GetDomain(vmName);
+            var session = new LibvirtCheckpointSession(hypervisor, domain, reporter);
+            try
+            {
+                session.Open(plan);
+                return session;
+            }
+            catch
+            {
+                session.Dispose();
+                throw;
+            }
+        }
+
+        private void Open(CheckpointPlan plan)
+        {
+            bool previousRunDied = TakeVmLock();
+            Configuration = _domain.GetXml(inactive: true);
+            if (!_domain.IsActive)
+            {
+                OpenShutOff(plan);
+                return;
+            }
+            if (_domain.HasActiveJob)
+            {
+                if (!previousRunDied)
+                    throw new VmBusyException($"'{VmName}' has a job running (a backup, a migration or a save by someone else); try again when it ends.");
+                _domain.AbortJob();
+                _notes.Add("A backup job left by an interrupted run was ended.");
+            }
+            var disks = DomainXml.Disks(_domain.GetXml());
+            var checkpoints = _domain.ListCheckpoints();
+            string? parent = plan.ParentTrackingId;
+            bool incremental = !plan.Full && parent != null && checkpoints.Contains(parent);
+            if (!plan.Full && parent != null && !incremental)
+                _notes.Add($"Checkpoint {parent} of the last stored checkpoint is gone from libvirt: every allocated block was read and only changed ones stored.");
+
+            _workDir = Path.Combine(Path.GetTempPath(), "vmcheckpoint-" + Guid.NewGuid().ToString("N").Substring(0, 12));
+            Directory.CreateDirectory(_workDir);
+            Chmod(_workDir, 0x1FF); // qemu (as libvirt-qemu) creates the NBD socket and scratch files here
+            string socket = Path.Combine(_workDir, "nbd.sock");
+            NewTrackingId = CheckpointPrefix + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff") + "-" + Guid.NewGuid().ToString("N").Substring(0, 4);
+
+            var clock = Stopwatch.StartNew();
+            string? stateFile = plan.IncludeMemory ? Path.Combine(_workDir, "memory.save") : null;
+            if (stateFile != null)
+            {
+                // Save stops the domain with its memory in the file; restoring it paused gives disks that stay at
+                // that instant until the backup's point-in-time export begins.
+                _domain.Save(stateFile);
+                try
+                {
+                    _hypervisor.Connection.RestoreSaved(stateFile, null, paused: true);
+                }
+                catch (LibvirtException e)
+                {
+                    throw new InvalidOperationException($"'{VmName}' was saved to {stateFile} but could not be restored ({e.Message}); restore it with 'virsh restore {stateFile}'.", e);
+                }
+                _domain.Dispose();
+                _domain = _hypervisor.Connection.GetDomain(VmName);
+            }
+            try
+            {
+                try
+                {
+                    StartBackup(disks, socket, incremental ? parent : null);
+                }
+                catch (LibvirtException e) when (incremental)
+                {
+                    // The chain heals itself: a missing or broken bitmap (an unclean qemu exit) means a new full view.
+                    _notes.Add($"Incremental backup from {parent} failed (libvirt error {e.Code}: {e.Message}); every allocated block was read and only changed ones stored.");
+                    RemoveOwnCheckpoints(keep: null);
+                    incremental = false;
+                    StartBackup(disks, socket, null);
+                }
+            }
+            finally
+            {
+                if (stateFile != null)
+                {
+                    _domain.Resume();
+                    PauseSeconds = clock.Elapsed.TotalSeconds;
+                }
+            }
+            foreach (var disk in disks.Where(d => d.Type == "file" || d.Type == "block"))
+            {
+                bool tracked = incremental && disk.IsQcow2;
+                var image = NbdDiskImage.Connect(socket, disk.Target, tracked ? "qemu:dirty-bitmap:backup-" + disk.Target : null, disk.SourceFile);
+                _disks.Add(new DiskSource(disk.Target, image, tracked ? image.GetChangedExtents() : null, disk.SourceFile));
+            }
+            if (stateFile != null) Memory = new DiskSource("memory", DiskImage.Open(stateFile), null, stateFile);
+        }
+
+        private void StartBackup(List<DomainDisk> disks, string socket, string? parent)
+        {
+            var backup = new StringBuilder("<domainbackup mode='pull'>");
+            if (parent != null) backup.Append("<incremental>").Append(DomainXml.Escape(parent)).Append("</incremental>");
+            backup.Append("<server transport='unix' socket='").Append(DomainXml.Escape(socket)).Append("'/><disks>");
+            var checkpoint = new StringBuilder("<domaincheckpoint><name>").Append(NewTrackingId).Append("</name><disks>");
+            foreach (var d in disks)
+            {
+                bool exported = d.Type == "file" || d.Type == "block";
+                if (!exported)
+                {
+                    backup.Append("<disk name='").Append(DomainXml.Escape(d.Target)).Append("' backup='no'/>");
+                    checkpoint.Append("<disk name='").Append(DomainXml.Escape(d.Target)).Append("' checkpoint='no'/>");
+                    _notes.Add($"Disk {d.Target} (type {d.Type}) is not checkpointed.");
+                    continue;
+                }
+                // Only qcow2 holds dirty bitmaps: raw disks are read whole and differenced by hash.
+                string mode = parent != null && d.IsQcow2 ? $" backupmode='incremental' incremental='{DomainXml.Escape(parent)}'" : " backupmode='full'";
+                backup.Append("<disk name='").Append(DomainXml.Escape(d.Target)).Append("' backup='yes' type='file'").Append(mode)
+                      .Append("><scratch file='").Append(DomainXml.Escape(Path.Combine(_workDir!, d.Target + ".scratch"))).Append("'/></disk>");
+                checkpoint.Append("<disk name='").Append(DomainXml.Escape(d.Target)).Append("' checkpoint='").Append(d.IsQcow2 ? "bitmap" : "no").Append("'/>");
+            }
+            backup.Append("</disks></domainbackup>");
+            checkpoint.Append("</disks></domaincheckpoint>");
+            _domain.BeginBackup(backup.ToString(), checkpoint.ToString());
+            _backupRunning = true;
+        }
+
+        /// <summary>A shut-off domain (stopped, or crashed) is read from its disk files, without change tracking.</summary>
+        private void OpenShutOff(CheckpointPlan plan)
+        {
+            if (plan.IncludeMemory) _reporter.Warning($"'{VmName}' is not running: its memory state cannot be taken; its disks are.");
+            _notes.Add($"'{VmName}' was not running: its disk files were read.");
+            foreach (var disk in DomainXml.Disks(Configuration!))
+            {
+                if (disk.SourceFile is null) { _notes.Add($"Disk {disk.Target} has no file and is not checkpointed."); continue; }
+                _disks.Add(new DiskSource(disk.Target, DiskImage.Open(disk.SourceFile), null, disk.SourceFile));
+            }
+        }
+
+        /// <summary>One checkpoint run per VM at a time, across processes; true when the last holder died mid-run.</summary>
+        private bool TakeVmLock()
+        {
+            var dir = Path.Combine(Path.GetTempPath(), "vmcheckpoint-locks");
+            Directory.CreateDirectory(dir);
+            var path = Path.Combine(dir, VmId + ".lock");
+            try
+            {
+                _vmLock = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
+            }
+            catch (IOException)
+            {
+                throw new VmBusyException($"Another checkpoint of '{VmName}' is running.");
+            }
+            // The file says "running" while a run is under way: found so, its writer died.
+            bool died = _vmLock.Length > 0 && _vmLock.ReadByte() == (byte)'R';
+            _vmLock.SetLength(0);
+            _vmLock.WriteByte((byte)'R');
+            _vmLock.Flush(true);
+            return died;
+        }
+
+        public void Commit()
+        {
+            EndBackup();
+            // The new checkpoint is the next run's parent; older ones of ours only slow the guest's writes.
+            RemoveOwnCheckpoints(keep: NewTrackingId);
+            _committed = true;
+        }
+
+        private void EndBackup()
+        {
+            foreach (var d in _disks) d.Image.Dispose();
+            _disks.Clear();
+            Memory?.Image.Dispose();
+            if (_backupRunning)
+            {
+                try { _domain.AbortJob(); }
+                catch (LibvirtException e) { _reporter.Warning($"Ending the backup job of '{VmName}': {e.Message}"); }
+                _backupRunning = false;
+            }
+        }
+
+        private void RemoveOwnCheckpoints(string? keep)
+        {
+            foreach (var name in _domain.ListCheckpoints().Where(n => n.StartsWith(CheckpointPrefix, StringComparison.Ordinal) && n != keep).OrderBy(n => n))
+            {
+                try
+                {
+                    _domain.DeleteCheckpoint(name, metadataOnly: false);
+                }
+                catch (LibvirtException)
+                {
+                    // Its bitmap is gone with a qemu that died: only libvirt's record is left.
+                    try { _domain.DeleteCheckpoint(name, metadataOnly: true); }
+                    catch (LibvirtException e) { _reporter.Warning($"Checkpoint {name} of '{VmName}' could not be deleted: {e.Message}"); }
+                }
+            }
+        }
+
+        public void Dispose()
+        {
+            try
+            {
+                EndBackup();
+                if (!_committed && NewTrackingId != null && _domain.IsActive)
+                {
+                    // Deleting the new checkpoint merges its bitmap into its parent's: the next run stays incremental.
+                    try { if (_domain.ListCheckpoints().Contains(NewTrackingId)) _domain.DeleteCheckpoint(NewTrackingId, metadataOnly: false); }
+                    catch (LibvirtException e) { _reporter.Warning($"Checkpoint {NewTrackingId} of '{VmName}' is left behind: {e.Message}"); }
+                }
+            }
+            finally
+            {
+                if (_workDir != null) { try { Directory.Delete(_workDir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
+                if (_vmLock != null)
+                {
+                    try { _vmLock.SetLength(0); _vmLock.Flush(true); } catch (IOException) { }
+                    _vmLock.Dispose();
+                }
+                _domain.Dispose();
+            }
+        }
+
+        [DllImport("libc", EntryPoint = "chmod", SetLastError = true)]
+        private static extern int ChmodNative(string path, uint mode);
+
+        private static void Chmod(string path, uint mode)
+        {
+            if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux)) ChmodNative(path, mode);
+        }
+    }
+}

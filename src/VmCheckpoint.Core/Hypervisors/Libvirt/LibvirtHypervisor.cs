@@ -1,0 +1,90 @@
+using System;
+using System.Collections.Generic;
+using System.IO;
+using System.Linq;
+using VmCheckpoint.Core.Jobs;
+
+namespace VmCheckpoint.Core.Hypervisors.Libvirt
+{
+    /// <summary>libvirt/KVM through the libvirt C API and NBD pull backups.</summary>
+    public sealed class LibvirtHypervisor : IHypervisor
+    {
+        private readonly LibvirtConnection _connection;
+
+        public LibvirtHypervisor(string? uri)
+        {
+            _connection = LibvirtConnection.Open(uri);
+        }
+
+        public string Name => HypervisorNames.Libvirt;
+        public string Uri => _connection.Uri;
+        public string Host => _connection.Hostname;
+        internal LibvirtConnection Connection => _connection;
+
+        public IReadOnlyList<string> ListVms()
+        {
+            var domains = _connection.ListDomains();
+            try { return domains.Select(d => d.Name).OrderBy(n => n, StringComparer.OrdinalIgnoreCase).ToList(); }
+            finally { foreach (var d in domains) d.Dispose(); }
+        }
+
+        public bool VmExists(string name)
+        {
+            using var d = _connection.FindDomain(name);
+            return d != null;
+        }
+
+        public IVmCheckpointSession BeginCheckpoint(string vmName, CheckpointPlan plan, IJobReporter reporter)
+            => LibvirtCheckpointSession.Begin(this, vmName, plan, reporter);
+
+        public string Register(RegistrationRequest request, IJobReporter reporter)
+        {
+            string name = request.NewName ?? request.VmName;
+            string xml = DomainXml.ForRestore(request.Configuration, request.Disks, request.NewName);
+            using (var existing = _connection.FindDomain(name))
+            {
+                if (existing != null)
+                {
+                    if (!request.Force) throw new TargetExistsException($"domain '{name}' on {Uri}");
+                    reporter.Verbose($"Replacing the existing domain '{name}' on {Uri}.");
+                    if (existing.IsActive) existing.Destroy();
+                    existing.Undefine();
+                }
+            }
+            LibvirtDomain? defined = null;
+            try
+            {
+                defined = _connection.Define(xml);
+                if (request.MemoryStateFile != null)
+                {
+                    // The saved state carries its own copy of the XML: point its disks at the restored files too.
+                    var savedXml = DomainXml.ForRestore(_connection.SavedStateXml(request.MemoryStateFile), request.Disks, request.NewName);
+                    _connection.RestoreSaved(request.MemoryStateFile, savedXml, paused: false);
+                    reporter.Verbose($"Resumed '{name}' on {Uri} from its saved memory state.");
+                }
+                else if (request.Start)
+                {
+                    defined.Start();
+                    reporter.Verbose($"Started '{name}' on {Uri}.");
+                }
+                return name;
+            }
+            catch
+            {
+                // A failed restore leaves no half-defined domain.
+                if (defined != null)
+                {
+                    try { if (defined.IsActive) defined.Destroy(); } catch (LibvirtException) { }
+                    try { defined.Undefine(); } catch (LibvirtException) { }
+                }
+                throw;
+            }
+            finally
+            {
+                defined?.Dispose();
+            }
+        }
+
+        public void Dispose() => _connection.Dispose();
+    }
+}
