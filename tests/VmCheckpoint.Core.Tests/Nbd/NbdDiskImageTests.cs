@@ -23,7 +23,7 @@ public sealed class NbdImageFixture : IDisposable
     public static readonly DiskExtent[] AfterDirty = { new(8 * M + 64 * K, 64 * K), new(20 * M, 256 * K), new(33 * M, 64 * K) };
 
     private readonly TempFolder _folder = new();
-    private readonly QemuNbdServer _server;
+    private readonly NbdServer _server;
 
     public NbdImageFixture()
     {
@@ -38,16 +38,21 @@ public sealed class NbdImageFixture : IDisposable
         // qemu-io opens the qcow2 read-write with its enabled persistent bitmaps, so these writes mark bm0 dirty.
         Qemu.Io(Image, "qcow2", After.Select(e => Write(random, e)).ToArray());
 
-        Raw = File.ReadAllBytes(ConvertToRaw(Image, _folder.File("disk.raw")));
-        _server = new QemuNbdServer(Image, _folder.File("nbd.sock"), bitmap: "bm0");
+        RawPath = ConvertToRaw(Image, _folder.File("disk.raw"));
+        Raw = File.ReadAllBytes(RawPath);
+        _server = NbdServer.QemuNbd(Image, _folder.File("nbd.sock"), bitmap: "bm0");
     }
 
     public string Image { get; }
+    /// <summary>The guest view as a sparse raw file, and its bytes.</summary>
+    public string RawPath { get; }
     public byte[] Raw { get; }
+
+    public string TempFile(string name) => _folder.File(name);
     public string SocketPath => _server.SocketPath;
 
     public NbdDiskImage Connect(string? bitmap = "qemu:dirty-bitmap:bm0") =>
-        NbdDiskImage.Connect(SocketPath, QemuNbdServer.Export, bitmap, sourcePath: Image);
+        NbdDiskImage.Connect(SocketPath, NbdServer.Export, bitmap, sourcePath: Image);
 
     internal static string Write(string file, DiskExtent e) => $"write -s {file} {e.Offset} {e.Length}";
 
@@ -160,7 +165,7 @@ public sealed class NbdDiskImageTests : IClassFixture<NbdImageFixture>
     [Fact]
     public void ConnectsByUri()
     {
-        using NbdDiskImage disk = NbdDiskImage.ConnectUri($"nbd+unix:///{QemuNbdServer.Export}?socket={_f.SocketPath}", "qemu:dirty-bitmap:bm0");
+        using NbdDiskImage disk = NbdDiskImage.ConnectUri($"nbd+unix:///{NbdServer.Export}?socket={_f.SocketPath}", "qemu:dirty-bitmap:bm0");
         Assert.Equal(NbdImageFixture.Size, disk.VirtualSize);
         Assert.Equal(NbdImageFixture.AfterDirty, disk.GetChangedExtents());
     }

@@ -29,8 +29,8 @@ public sealed class NbdLargeDiskTests
         Qemu.Img("bitmap", "--add", image, "bm0");
         Qemu.Io(image, "qcow2", NbdImageFixture.Write(random, afterBitmap));
 
-        using var server = new QemuNbdServer(image, folder.File("nbd.sock"), bitmap: "bm0");
-        using NbdDiskImage disk = NbdDiskImage.Connect(server.SocketPath, QemuNbdServer.Export, "qemu:dirty-bitmap:bm0");
+        using var server = NbdServer.QemuNbd(image, folder.File("nbd.sock"), bitmap: "bm0");
+        using NbdDiskImage disk = NbdDiskImage.Connect(server.SocketPath, NbdServer.Export, "qemu:dirty-bitmap:bm0");
 
         Assert.Equal(6 * G, disk.VirtualSize);
         // The write after the bitmap touched two 64 KiB clusters. Its data extent is finer than that: qemu's
