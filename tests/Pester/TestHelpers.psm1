@@ -51,7 +51,7 @@ function Write-TestData {
     $commands = @()
     $i = 0
     foreach ($offset in $Offsets) {
-        $file = New-RandomFile -Path "$random-$i" -Length $Length -Seed ($Seed * 100003 + $i)
+        $file = New-RandomFile -Path "$random-$i" -Length $Length -Seed ([int](([long]$Seed * 100003 + $i) % [int]::MaxValue))
         $commands += @('-c', "write -q -s $file $offset $Length")
         $i++
     }
@@ -98,6 +98,77 @@ function Get-RepositoryFiles {
     param([string] $Repository)
     Get-ChildItem $Repository -Recurse -File | Where-Object { $_.DirectoryName -notlike '*locks*' } |
         ForEach-Object { "$($_.FullName.Substring($Repository.Length)):$($_.Length)" } | Sort-Object
+}
+
+
+# ---- libvirt: real VMs of domain type qemu (software emulation). Without a guest OS they sit in their BIOS,
+# running, which is all a disk checkpoint needs; writes go through qemu-io on the monitor, as a guest's would.
+
+function Get-VirshUri { if ($env:VMCHECKPOINT_TEST_URI) { $env:VMCHECKPOINT_TEST_URI } else { 'qemu:///system' } }
+
+function Invoke-Virsh {
+    param([Parameter(ValueFromRemainingArguments)] [string[]] $Arguments)
+    $output = & virsh -c (Get-VirshUri) @Arguments 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "virsh $($Arguments -join ' ') failed: $output" }
+    $output
+}
+
+# Defines and starts a VM whose disks are the given files (qcow2 or raw, by content).
+function New-TestVm {
+    param([Parameter(Mandatory)] [string] $Name, [Parameter(Mandatory)] [string[]] $DiskPath, [string] $Uri = (Get-VirshUri), [switch] $NoStart)
+    $targets = 'vda', 'vdb', 'vdc', 'vdd'
+    $disks = for ($i = 0; $i -lt $DiskPath.Count; $i++) {
+        $format = if ((& qemu-img info --output=json $DiskPath[$i] | ConvertFrom-Json).format -eq 'qcow2') { 'qcow2' } else { 'raw' }
+        "<disk type='file' device='disk'><driver name='qemu' type='$format'/><source file='$($DiskPath[$i])'/><target dev='$($targets[$i])' bus='virtio'/></disk>"
+    }
+    $escaped = [Security.SecurityElement]::Escape($Name)
+    $xml = "<domain type='qemu'><name>$escaped</name><memory unit='MiB'>64</memory><vcpu>1</vcpu><os><type arch='x86_64' machine='pc'>hvm</type><boot dev='hd'/></os><devices>$($disks -join '')</devices></domain>"
+    $file = [IO.Path]::GetTempFileName()
+    Set-Content $file $xml
+    try { & virsh -c $Uri define $file | Out-Null; if ($LASTEXITCODE -ne 0) { throw "virsh define of $Name failed" } } finally { Remove-Item $file }
+    if (-not $NoStart) { & virsh -c $Uri start $Name | Out-Null; if ($LASTEXITCODE -ne 0) { throw "virsh start of $Name failed" } }
+}
+
+function Remove-TestVm {
+    param([string] $Name, [string] $Uri = (Get-VirshUri))
+    & virsh -c $Uri destroy $Name 2>&1 | Out-Null
+    & virsh -c $Uri undefine $Name --checkpoints-metadata --managed-save 2>&1 | Out-Null
+}
+
+# Writes random bytes into a running VM's disk at an offset, through qemu-io on the monitor (dirtying bitmaps
+# as a guest write would). The data file must be readable by qemu (libvirt-qemu).
+function Write-VmDisk {
+    param([string] $Name, [int] $DiskIndex = 0, [long] $Offset, [int] $Length = 1MB, [int] $Seed = 1, [string] $Uri = (Get-VirshUri))
+    $file = Join-Path ([IO.Path]::GetTempPath()) "vmckpt-write-$Seed-$Length.bin"
+    New-RandomFile -Path $file -Length $Length -Seed $Seed | Out-Null
+    & chmod 644 $file
+    $device = "/machine/peripheral/virtio-disk$DiskIndex/virtio-backend"
+    $out = & virsh -c $Uri qemu-monitor-command $Name --hmp "qemu-io -d $device `"write -s $file $Offset $Length`"" 2>&1
+    if ($LASTEXITCODE -ne 0 -or "$out" -match 'rror') { throw "write into $Name failed: $out" }
+}
+
+# A copy of a running VM's disk as it is now: the VM is paused around the copy.
+function Copy-VmDisk {
+    param([string] $Name, [string] $Source, [string] $Destination, [string] $Uri = (Get-VirshUri))
+    & qemu-img convert -U -O qcow2 $Source $Destination
+    if ($LASTEXITCODE -ne 0) { throw "copy of $Source failed" }
+}
+
+function Get-QemuPid([string] $Name) { [int](Get-Content "/run/libvirt/qemu/$Name.pid") }
+
+# The domain's state as virsh says it ("running", "shut off (crashed)"), one line.
+function Get-DomState([string] $Name, [string] $Uri = (Get-VirshUri)) {
+    ((& virsh -c $Uri domstate $Name --reason 2>&1) | Where-Object { "$_".Trim() }) -join ' '
+}
+
+# Waits until the domain's state matches a pattern (libvirt notices a dead qemu asynchronously).
+function Wait-DomState([string] $Name, [string] $Pattern, [string] $Uri = (Get-VirshUri), [int] $Seconds = 30) {
+    $deadline = [DateTime]::UtcNow.AddSeconds($Seconds)
+    while ((Get-DomState $Name $Uri) -notmatch $Pattern) {
+        if ([DateTime]::UtcNow -gt $deadline) { throw "$Name is '$(Get-DomState $Name $Uri)', not '$Pattern', after $Seconds s" }
+        Start-Sleep -Milliseconds 200
+    }
+    Get-DomState $Name $Uri
 }
 
 Export-ModuleMember -Function *

@@ -9,6 +9,15 @@ set -euo pipefail
 
 wait_for() { for _ in $(seq 1 100); do [ -S "$1" ] && return 0; sleep 0.1; done; echo "no socket $1" >&2; return 1; }
 
+if [ "${1:-}" = "stop" ]; then
+  # Stops a second host started with 'second DIR': its daemons and the VMs they run.
+  root=${2:?state folder}
+  for pidfile in "$root/run/libvirtd.pid" "$root/run/virtlogd.pid" "$root"/run/libvirt/qemu/*.pid; do
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+  done
+  exit 0
+fi
+
 if [ "${1:-}" != "second" ]; then
   if ! virsh -c qemu:///system version >/dev/null 2>&1; then
     pgrep -x virtlogd >/dev/null || virtlogd -d

@@ -26,6 +26,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             IntPtr conn;
             try
             {
+                LibvirtNative.QuietErrors();
                 conn = LibvirtNative.virConnectOpen(uri);
             }
             catch (DllNotFoundException e)

@@ -57,7 +57,22 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         [DllImport(Lib)] public static extern void virResetLastError();
         [DllImport(Lib)] public static extern int virInitialize();
 
+        [DllImport(Lib)] public static extern void virSetErrorFunc(IntPtr userData, IntPtr handler);
+
         [DllImport("libc", EntryPoint = "free")] public static extern void Free(IntPtr p);
+
+        [UnmanagedFunctionPointer(CallingConvention.Cdecl)]
+        private delegate void ErrorHandler(IntPtr userData, IntPtr error);
+
+        // libvirt prints every error to stderr unless a handler is set; errors reach callers as LibvirtException.
+        private static readonly ErrorHandler Quiet = (u, e) => { };
+        private static int _quieted;
+
+        public static void QuietErrors()
+        {
+            if (System.Threading.Interlocked.Exchange(ref _quieted, 1) == 0)
+                virSetErrorFunc(IntPtr.Zero, Marshal.GetFunctionPointerForDelegate(Quiet));
+        }
 
         [StructLayout(LayoutKind.Sequential)]
         public struct JobInfo
