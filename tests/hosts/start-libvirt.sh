@@ -18,6 +18,11 @@ if [ "${1:-}" = "stop" ]; then
   exit 0
 fi
 
+# udev gives /dev/kvm to the kvm group on a normal host; without udev it stays root-only, and libvirt then
+# finds its cached qemu capabilities stale on every call (probed with KVM, checked as libvirt-qemu without):
+# a 30-second re-probe per domain definition.
+if [ -c /dev/kvm ] && getent group kvm >/dev/null; then chgrp kvm /dev/kvm && chmod 660 /dev/kvm; fi
+
 if [ "${1:-}" != "second" ]; then
   if ! virsh -c qemu:///system version >/dev/null 2>&1; then
     pgrep -x virtlogd >/dev/null || virtlogd -d
