@@ -36,11 +36,17 @@ public sealed class CheckpointJobTests
         Assert.Equal(m.Statistics.NewBytes, m.Statistics.ChangedBytes);
         Assert.Equal(source, t.Restore(m.Id, "odd", DiskFormat.Raw));
 
-        // qcow2 cannot hold a size that is not whole sectors: refused before any file is written.
+        // qcow2 holds whole sectors only: like qemu-img convert, the restore pads the tail with zeros.
         string destination = t.File("q");
-        Assert.Throws<InvalidOperationException>(() =>
-            new RestoreJob(t.Repository, null).Run(new RestoreRequest(t.FileOf(m.Id), destination) { Format = DiskFormat.Qcow2 }));
-        Assert.Empty(Directory.Exists(destination) ? Directory.GetFiles(destination) : Array.Empty<string>());
+        var restored = Assert.Single(new RestoreJob(t.Repository, null).Run(new RestoreRequest(t.FileOf(m.Id), destination) { Format = DiskFormat.Qcow2 }));
+        Assert.Equal((size + 511) / 512 * 512, restored.VirtualSize);
+        using (var image = DiskImage.Open(restored.Path))
+        {
+            var bytes = new byte[image.VirtualSize];
+            image.Read(0, bytes, 0, bytes.Length);
+            Assert.Equal(source, bytes.Take((int)size).ToArray());
+            Assert.All(bytes.Skip((int)size), b => Assert.Equal(0, b));
+        }
     }
 
     [Fact]
