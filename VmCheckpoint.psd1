@@ -18,6 +18,8 @@
         'Test-VmCheckpoint'
         'Remove-VmCheckpoint'
         'Get-VmCheckpointJob'
+        'Watch-VmHealth'
+        'Get-VmHealthEvent'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

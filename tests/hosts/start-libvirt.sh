@@ -13,7 +13,7 @@ if [ "${1:-}" = "stop" ]; then
   # Stops a second host started with 'second DIR': its daemons and the VMs they run.
   root=${2:?state folder}
   for pidfile in "$root/run/libvirtd.pid" "$root/run/virtlogd.pid" "$root"/run/libvirt/qemu/*.pid; do
-    [ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null || true
+    [ -f "$pidfile" ] && kill "$(cat "$pidfile" 2>/dev/null)" 2>/dev/null || true
   done
   exit 0
 fi

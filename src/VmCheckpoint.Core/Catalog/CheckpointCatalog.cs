@@ -28,6 +28,7 @@ namespace VmCheckpoint.Core.Catalog
         private readonly LiteDatabase _db;
         private readonly ILiteCollection<CheckpointInfo> _checkpoints;
         private readonly ILiteCollection<JobRecord> _jobs;
+        private readonly ILiteCollection<HealthEvent> _health;
 
         public CheckpointCatalog(string path)
         {
@@ -42,6 +43,8 @@ namespace VmCheckpoint.Core.Catalog
             _checkpoints.EnsureIndex(x => x.VmName);
             _jobs = _db.GetCollection<JobRecord>("jobs");
             _jobs.EnsureIndex(x => x.Start);
+            _health = _db.GetCollection<HealthEvent>("health");
+            _health.EnsureIndex(x => x.VmName);
         }
 
         public string Path { get; }
@@ -207,6 +210,15 @@ namespace VmCheckpoint.Core.Catalog
         public List<JobRecord> GetJobs(Func<JobRecord, bool>? filter = null, int max = int.MaxValue)
         {
             var all = _jobs.FindAll().OrderByDescending(j => j.Start);
+            return (filter is null ? all : all.Where(filter)).Take(max).ToList();
+        }
+
+        public void AddHealthEvent(HealthEvent e) => e.Id = _health.Insert(e).AsObjectId;
+
+        /// <summary>The health log, newest first.</summary>
+        public List<HealthEvent> GetHealthEvents(Func<HealthEvent, bool>? filter = null, int max = int.MaxValue)
+        {
+            var all = _health.FindAll().OrderByDescending(h => h.Time).ThenByDescending(h => h.Id);
             return (filter is null ? all : all.Where(filter)).Take(max).ToList();
         }
 

@@ -88,5 +88,9 @@ namespace VmCheckpoint.Core.Hypervisors
         /// <summary>Defines the VM on this host (and starts or resumes it as asked); returns its name there.</summary>
         string Register(RegistrationRequest request, IJobReporter reporter);
         bool VmExists(string name);
+        /// <summary>The VM's health: running, stopped on purpose, crashed, paused on an I/O error, missing.</summary>
+        VmCondition GetCondition(string name);
+        /// <summary>Starts a stopped (or crashed) VM in place.</summary>
+        void StartVm(string name);
     }
 }

@@ -34,6 +34,47 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             return d != null;
         }
 
+        public VmCondition GetCondition(string name)
+        {
+            using var d = _connection.FindDomain(name);
+            if (d is null) return new VmCondition(VmConditionKind.Missing, $"no domain '{name}' on {Uri}");
+            var (state, reason) = d.State;
+            switch (state)
+            {
+                case LibvirtNative.StateRunning:
+                case LibvirtNative.StateBlocked:
+                    return new VmCondition(VmConditionKind.Running, "running");
+                case LibvirtNative.StatePaused:
+                    return reason == LibvirtNative.PausedIoError
+                        ? new VmCondition(VmConditionKind.PausedOnError, "paused on a disk I/O error")
+                        : new VmCondition(VmConditionKind.Paused, $"paused (reason {reason})");
+                case LibvirtNative.StateCrashed:
+                    return new VmCondition(VmConditionKind.Crashed, "crashed");
+                case LibvirtNative.StateShutoff:
+                    return reason == LibvirtNative.ShutoffCrashed ? new VmCondition(VmConditionKind.Crashed, "shut off (crashed)")
+                         : reason == LibvirtNative.ShutoffFailed ? new VmCondition(VmConditionKind.Crashed, "shut off (failed to start)")
+                         : new VmCondition(VmConditionKind.Stopped, $"shut off ({ShutoffReason(reason)})");
+                default:
+                    return new VmCondition(VmConditionKind.Paused, $"state {state}, reason {reason}");
+            }
+        }
+
+        private static string ShutoffReason(int reason) => reason switch
+        {
+            1 => "shutdown",
+            2 => "destroyed",
+            4 => "migrated",
+            5 => "saved",
+            7 => "from snapshot",
+            _ => "reason " + reason,
+        };
+
+        public void StartVm(string name)
+        {
+            using var d = _connection.GetDomain(name);
+            d.Start();
+        }
+
         public IVmCheckpointSession BeginCheckpoint(string vmName, CheckpointPlan plan, IJobReporter reporter)
             => LibvirtCheckpointSession.Begin(this, vmName, plan, reporter);
 

@@ -14,7 +14,9 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         // virDomainState
         public const int StateNoState = 0, StateRunning = 1, StateBlocked = 2, StatePaused = 3, StateShutdown = 4, StateShutoff = 5, StateCrashed = 6, StatePmSuspended = 7;
         // virDomainShutoffReason
-        public const int ShutoffCrashed = 3;
+        public const int ShutoffCrashed = 3, ShutoffFailed = 6;
+        // virDomainPausedReason
+        public const int PausedIoError = 5;
         // virDomainXMLFlags
         public const uint XmlSecure = 1, XmlInactive = 2, XmlMigratable = 8;
         // virDomainSaveRestoreFlags

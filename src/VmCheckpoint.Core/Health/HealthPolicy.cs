@@ -1,0 +1,36 @@
+using System;
+
+namespace VmCheckpoint.Core.Health
+{
+    public enum RecoveryAction
+    {
+        /// <summary>Start the VM again in place.</summary>
+        Restart,
+        /// <summary>Restore its latest checkpoint that passes verification, resuming from its memory state if it has one.</summary>
+        RestoreLatest,
+        /// <summary>As RestoreLatest, on the target host; also what happens when the VM's own host cannot be reached.</summary>
+        RestoreElsewhere,
+    }
+
+    /// <summary>What the watcher does about a VM in trouble, how often and how patiently.</summary>
+    public sealed class HealthPolicy
+    {
+        public RecoveryAction Action { get; set; } = RecoveryAction.RestoreLatest;
+        /// <summary>Escalate to this host when acting in place fails or the VM's host is unreachable.</summary>
+        public string? TargetUri { get; set; }
+        /// <summary>Attempts per VM within <see cref="AttemptWindow"/>; then the watcher gives up on it.</summary>
+        public int MaxAttempts { get; set; } = 3;
+        /// <summary>Wait before the second attempt; doubled before each further one.</summary>
+        public TimeSpan Cooldown { get; set; } = TimeSpan.FromSeconds(30);
+        /// <summary>Attempts older than this no longer count (a VM that ran well for a while starts afresh).</summary>
+        public TimeSpan AttemptWindow { get; set; } = TimeSpan.FromHours(1);
+        /// <summary>The periodic check, a backstop to the hypervisor's events.</summary>
+        public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(5);
+        /// <summary>Where restored disks go: &lt;folder&gt;/&lt;vm&gt;/&lt;checkpoint id&gt;.</summary>
+        public string RestoreFolder { get; set; } = "/var/lib/libvirt/images/vmcheckpoint-restored";
+
+        /// <summary>The wait before attempt <paramref name="attempt"/> (1-based) after the previous one.</summary>
+        public TimeSpan BackOff(int attempt) =>
+            attempt <= 1 ? TimeSpan.Zero : TimeSpan.FromTicks(Cooldown.Ticks * (1L << Math.Min(attempt - 2, 20)));
+    }
+}

@@ -1,0 +1,192 @@
+using System;
+using System.Collections.Generic;
+using System.Diagnostics;
+using System.IO;
+using System.Linq;
+using System.Threading;
+using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Repository;
+
+namespace VmCheckpoint.Core.Health
+{
+    /// <summary>
+    /// Notices VMs in trouble (crashed, paused on an I/O error, a restart that failed, their host unreachable) and
+    /// brings them back by the policy: restart in place, restore the latest verified checkpoint (resumed from its
+    /// memory state), or restore it on another host. A clean shutdown or a deliberate destroy is left alone.
+    /// Attempts are counted in the catalog's health log, so a watcher run once a minute by a timer honours the
+    /// same back-off and cap as one that runs for days.
+    /// </summary>
+    public sealed class HealthWatcher
+    {
+        private readonly CheckpointRepository _repository;
+        private readonly CheckpointCatalog _catalog;
+        private readonly Func<string, IHypervisor> _connect;
+        private readonly string _uri;
+        private readonly HealthPolicy _policy;
+        private readonly IJobReporter _reporter;
+        private readonly Dictionary<string, string> _movedTo = new Dictionary<string, string>(StringComparer.Ordinal);
+
+        public HealthWatcher(CheckpointRepository repository, CheckpointCatalog catalog, Func<string, IHypervisor> connect, string uri, HealthPolicy policy, IJobReporter? reporter = null)
+        {
+            _repository = repository;
+            _catalog = catalog;
+            _connect = connect;
+            _uri = uri;
+            _policy = policy;
+            _reporter = reporter ?? NullJobReporter.Instance;
+        }
+
+        /// <summary>Checks until cancelled, every <see cref="HealthPolicy.Interval"/>.</summary>
+        public void Run(IReadOnlyList<string>? vmNames, Action<HealthEvent> emit, CancellationToken cancellationToken)
+        {
+            while (!cancellationToken.IsCancellationRequested)
+            {
+                foreach (var e in CheckOnce(vmNames, cancellationToken)) emit(e);
+                cancellationToken.WaitHandle.WaitOne(_policy.Interval);
+            }
+        }
+
+        /// <summary>One round: every VM checked, and acted upon where needed.</summary>
+        public List<HealthEvent> CheckOnce(IReadOnlyList<string>? vmNames, CancellationToken cancellationToken)
+        {
+            var events = new List<HealthEvent>();
+            IHypervisor? host = null;
+            try
+            {
+                try { host = _connect(_uri); }
+                catch (HypervisorUnavailableException e) { host = null; _reporter.Verbose(e.Message); }
+                var names = vmNames ?? (host != null ? host.ListVms() : (IReadOnlyList<string>)new List<string>());
+                foreach (var name in names)
+                {
+                    cancellationToken.ThrowIfCancellationRequested();
+                    if (_movedTo.ContainsKey(name)) continue; // restored elsewhere: no longer this host's
+                    VmCondition condition;
+                    try
+                    {
+                        condition = host is null ? new VmCondition(VmConditionKind.HostUnreachable, $"{_uri} cannot be reached") : host.GetCondition(name);
+                    }
+                    catch (HypervisorUnavailableException e)
+                    {
+                        condition = new VmCondition(VmConditionKind.HostUnreachable, e.Message);
+                    }
+                    if (!condition.NeedsHelp) continue;
+                    Help(host, name, condition, events, cancellationToken);
+                }
+            }
+            finally
+            {
+                host?.Dispose();
+            }
+            return events;
+        }
+
+        private void Help(IHypervisor? host, string name, VmCondition condition, List<HealthEvent> events, CancellationToken cancellationToken)
+        {
+            var detected = DateTime.UtcNow;
+            var clock = Stopwatch.StartNew();
+            var since = detected - _policy.AttemptWindow;
+            var previous = _catalog.GetHealthEvents(h => h.VmName == name && h.Kind == HealthEventKind.Action && h.Time >= since);
+            int attempt = previous.Count + 1;
+            if (attempt > _policy.MaxAttempts)
+            {
+                // Give up once, loudly; then stay quiet until the window lets attempts count again.
+                if (!_catalog.GetHealthEvents(h => h.VmName == name && h.Kind == HealthEventKind.GaveUp && h.Time >= since, 1).Any())
+                    Log(events, new HealthEvent { VmName = name, Host = _uri, Kind = HealthEventKind.GaveUp, Condition = condition.Kind.ToString(), Attempt = attempt - 1,
+                        Message = $"{condition.Detail}: {_policy.MaxAttempts} attempts in {_policy.AttemptWindow}; an administrator must step in." });
+                return;
+            }
+            var wait = previous.Count == 0 ? TimeSpan.Zero : previous[0].Time + _policy.BackOff(attempt) - detected;
+            if (wait > TimeSpan.Zero)
+            {
+                Log(events, new HealthEvent { VmName = name, Host = _uri, Kind = HealthEventKind.Waiting, Condition = condition.Kind.ToString(), Attempt = attempt,
+                    Message = $"{condition.Detail}: attempt {attempt} in {wait.TotalSeconds:0} s (back-off)." }, persist: false);
+                return;
+            }
+            Log(events, new HealthEvent { VmName = name, Host = _uri, Kind = HealthEventKind.Detected, Condition = condition.Kind.ToString(), Attempt = attempt, Message = condition.Detail });
+
+            var action = condition.Kind == VmConditionKind.HostUnreachable ? RecoveryAction.RestoreElsewhere : _policy.Action;
+            var result = Act(host, name, condition, action, cancellationToken);
+            if (!result.Succeeded && action != RecoveryAction.RestoreElsewhere && _policy.TargetUri != null)
+            {
+                Log(events, Event(name, condition, action, attempt, result, clock));
+                action = RecoveryAction.RestoreElsewhere;
+                result = Act(host, name, condition, action, cancellationToken);
+            }
+            Log(events, Event(name, condition, action, attempt, result, clock));
+            if (result.Succeeded && action == RecoveryAction.RestoreElsewhere) _movedTo[name] = _policy.TargetUri!;
+        }
+
+        private HealthEvent Event(string name, VmCondition condition, RecoveryAction action, int attempt, (bool Succeeded, string Message, string? CheckpointId) result, Stopwatch clock)
+            => new HealthEvent
+            {
+                VmName = name,
+                Host = action == RecoveryAction.RestoreElsewhere ? _policy.TargetUri ?? _uri : _uri,
+                Kind = HealthEventKind.Action,
+                Condition = condition.Kind.ToString(),
+                Action = action.ToString(),
+                Attempt = attempt,
+                Result = result.Succeeded ? JobResult.Succeeded : JobResult.Failed,
+                CheckpointId = result.CheckpointId,
+                RecoverySeconds = result.Succeeded ? clock.Elapsed.TotalSeconds : (double?)null,
+                Message = result.Message,
+            };
+
+        private (bool Succeeded, string Message, string? CheckpointId) Act(IHypervisor? host, string name, VmCondition condition, RecoveryAction action, CancellationToken cancellationToken)
+        {
+            try
+            {
+                switch (action)
+                {
+                    case RecoveryAction.Restart:
+                        if (host is null) return (false, $"{_uri} cannot be reached.", null);
+                        if (condition.Kind == VmConditionKind.PausedOnError)
+                            return (false, "A VM paused on an I/O error is not restarted in place: its storage needs attention (or restore it).", null);
+                        host.StartVm(name);
+                        return (true, "Restarted in place.", null);
+                    case RecoveryAction.RestoreLatest:
+                        if (host is null) return (false, $"{_uri} cannot be reached.", null);
+                        return Restore(host, name, cancellationToken);
+                    default:
+                        if (_policy.TargetUri is null) return (false, "No -TargetConnectionUri to restore on.", null);
+                        using (var target = _connect(_policy.TargetUri)) return Restore(target, name, cancellationToken);
+                }
+            }
+            catch (Exception e) when (!(e is OperationCanceledException))
+            {
+                return (false, e.Message, null);
+            }
+        }
+
+        /// <summary>Restores the newest checkpoint of the VM that passes verification, resumed from memory if it has it.</summary>
+        private (bool, string, string?) Restore(IHypervisor target, string name, CancellationToken cancellationToken)
+        {
+            _catalog.Synchronize(_repository, cancellationToken);
+            var candidates = _catalog.GetCheckpoints(_repository.Id, c => c.VmName == name && c.Hypervisor == target.Name);
+            if (candidates.Count == 0) return (false, $"'{name}' has no checkpoint in {_repository.Path}.", null);
+            foreach (var candidate in candidates)
+            {
+                var file = _repository.FindCheckpoint(candidate.Id);
+                if (file is null) continue;
+                var verdict = new VerifyJob(_repository, _catalog, _reporter).Run(new[] { file }, readData: false, cancellationToken).Single();
+                if (verdict.Status != VerificationStatus.Healthy)
+                {
+                    _reporter.Warning($"Checkpoint {candidate.Id} of '{name}' is damaged; trying an older one.");
+                    continue;
+                }
+                var destination = Path.Combine(_policy.RestoreFolder, RepositoryLayout.VmKey(name), candidate.Id);
+                var request = new RestoreRequest(file, destination) { Force = true };
+                var result = new VmRestoreJob(_repository, _catalog, target, _reporter).Run(request, null, start: true, resumeMemory: candidate.IncludesMemory, cancellationToken);
+                return (true, $"Restored checkpoint {candidate.Id} of {candidate.Time:u} on {target.Host}" + (result.ResumedFromMemory ? ", resumed from its memory state." : ", booted."), candidate.Id);
+            }
+            return (false, $"No checkpoint of '{name}' passes verification.", null);
+        }
+
+        private void Log(List<HealthEvent> events, HealthEvent e, bool persist = true)
+        {
+            if (persist) _catalog.AddHealthEvent(e);
+            events.Add(e);
+        }
+    }
+}

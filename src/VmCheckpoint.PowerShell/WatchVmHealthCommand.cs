@@ -1,0 +1,124 @@
+using System;
+using System.Collections.Concurrent;
+using System.Management.Automation;
+using System.Threading.Tasks;
+using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Health;
+using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Hypervisors.Libvirt;
+
+namespace VmCheckpoint.PowerShell
+{
+    /// <summary>Watches VMs and brings back those that crash, from their latest checkpoint if need be.</summary>
+    [Cmdlet(VerbsCommon.Watch, "VmHealth", SupportsShouldProcess = true)]
+    [OutputType(typeof(HealthEvent))]
+    public sealed class WatchVmHealthCommand : VmCheckpointCmdlet
+    {
+        /// <summary>VMs to watch; all VMs of the host by default.</summary>
+        [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+        [Alias("VmName")]
+        [ArgumentCompleter(typeof(VmNameCompleter))]
+        public string[]? Name { get; set; }
+
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string ConnectionUri { get; set; } = LibvirtConnection.DefaultUri;
+
+        [Parameter]
+        public RecoveryAction Action { get; set; } = RecoveryAction.RestoreLatest;
+
+        /// <summary>Where to restore when acting in place fails or the VM's host cannot be reached.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? TargetConnectionUri { get; set; }
+
+        /// <summary>Check and act once, then return (for Task Scheduler and systemd timers).</summary>
+        [Parameter]
+        public SwitchParameter Once { get; set; }
+
+        [Parameter]
+        [ValidateRange(1, 100)]
+        public int MaxAttempts { get; set; } = 3;
+
+        /// <summary>Wait before a second attempt on the same VM, doubled before each further one.</summary>
+        [Parameter]
+        public TimeSpan Cooldown { get; set; } = TimeSpan.FromSeconds(30);
+
+        /// <summary>How often to check, as a backstop.</summary>
+        [Parameter]
+        public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(5);
+
+        /// <summary>Folder for restored disks (&lt;folder&gt;/&lt;vm key&gt;/&lt;checkpoint id&gt;).</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string RestorePath { get; set; } = "/var/lib/libvirt/images/vmcheckpoint-restored";
+
+        protected override void EndProcessing()
+        {
+            try
+            {
+                var repository = OpenSynchronized();
+                var policy = new HealthPolicy
+                {
+                    Action = Action, TargetUri = TargetConnectionUri, MaxAttempts = MaxAttempts,
+                    Cooldown = Cooldown, Interval = Interval, RestoreFolder = ResolvePath(RestorePath),
+                };
+                if (!ShouldProcess(Name is null ? $"every VM of {ConnectionUri}" : string.Join(", ", Name), $"Watch and {Action} on failure")) return;
+                var watcher = new HealthWatcher(repository, Catalog, uri => new LibvirtHypervisor(uri), ConnectionUri, policy);
+                if (Once)
+                {
+                    foreach (var e in RunJob("Checking VM health", (reporter, token) =>
+                                 new HealthWatcher(repository, Catalog, uri => new LibvirtHypervisor(uri), ConnectionUri, policy, reporter).CheckOnce(Name, token)))
+                        WriteObject(e);
+                    return;
+                }
+                // Runs until Ctrl+C: events reach the pipeline as they happen (Export-Csv works).
+                using var events = new BlockingCollection<HealthEvent>();
+                var loop = Task.Factory.StartNew(() =>
+                {
+                    try { watcher.Run(Name, events.Add, CancelToken); }
+                    finally { events.CompleteAdding(); }
+                }, TaskCreationOptions.LongRunning);
+                foreach (var e in events.GetConsumingEnumerable()) WriteObject(e);
+                try { loop.GetAwaiter().GetResult(); }
+                catch (OperationCanceledException) { }
+            }
+            catch (PipelineStoppedException)
+            {
+                throw;
+            }
+            catch (Exception e)
+            {
+                ThrowTerminatingError(ToErrorRecord(e, "Watch", ConnectionUri));
+            }
+            finally
+            {
+                base.EndProcessing();
+            }
+        }
+    }
+
+    /// <summary>Reads the catalog's health log: what the watcher detected and did, newest first.</summary>
+    [Cmdlet(VerbsCommon.Get, "VmHealthEvent")]
+    [OutputType(typeof(HealthEvent))]
+    public sealed class GetVmHealthEventCommand : VmCheckpointCmdlet
+    {
+        [Parameter(Position = 0)]
+        [Alias("VmName")]
+        [SupportsWildcards]
+        public string Name { get; set; } = "*";
+
+        [Parameter]
+        public HealthEventKind? Kind { get; set; }
+
+        [Parameter]
+        [ValidateRange(1, int.MaxValue)]
+        public int Last { get; set; } = int.MaxValue;
+
+        protected override void ProcessRecord()
+        {
+            var pattern = new WildcardPattern(Name, WildcardOptions.IgnoreCase);
+            foreach (var e in Catalog.GetHealthEvents(h => pattern.IsMatch(h.VmName ?? "") && (Kind is null || h.Kind == Kind), Last)) WriteObject(e);
+        }
+    }
+}

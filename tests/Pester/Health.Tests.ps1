@@ -1,0 +1,109 @@
+# Watch-VmHealth on real libvirt VMs: kill -9 of a VM's qemu, and the watcher brings it back from its latest
+# checkpoint, resumed from its memory state; an administrator's destroy is left alone; repeated crashes stop at
+# -MaxAttempts; with its host gone, the VM is restored on a second host.
+BeforeAll {
+    Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
+    Import-Module (Get-TestModulePath) -Force
+    $script:work = New-TestFolder
+    & chmod 755 $work
+    $env:VMCHECKPOINT_CATALOG = Join-Path $work 'catalog.db'
+    $script:repo = Join-Path $work 'repo'
+    New-VmCheckpointRepository -Path $repo | Out-Null
+    $script:uri = & bash (Join-Path $PSScriptRoot '../hosts/start-libvirt.sh')
+    $script:prefix = 'vmckpt-health-' + [guid]::NewGuid().ToString('N').Substring(0, 6) + '-'
+    $script:vms = [System.Collections.Generic.List[string]]::new()
+    $script:restored = Join-Path $work 'restored'
+    function script:New-Vm([string] $Suffix, [string] $Uri = $uri) {
+        $disk = New-TestImage -Path (Join-Path $work "$Suffix.qcow2") -Size 32MB -Offsets 0, 8MB -Seed ($Suffix.Length + 40)
+        & chmod 666 $disk
+        $name = $prefix + $Suffix
+        New-TestVm -Name $name -DiskPath $disk -Uri $Uri
+        $vms.Add($name)
+        [pscustomobject]@{ Name = $name; Disk = $disk }
+    }
+    function script:Crash([string] $Name) {
+        & kill -9 (Get-QemuPid $Name)
+        Wait-DomState $Name 'crashed' | Out-Null
+    }
+}
+AfterAll {
+    foreach ($vm in $vms) { Remove-TestVm -Name $vm }
+    Remove-Item $work -Recurse -Force -ErrorAction SilentlyContinue
+}
+
+Describe 'Watch-VmHealth' {
+    It 'restores a crashed VM from its latest checkpoint, resumed from memory, with the disk of that instant' {
+        $vm = New-Vm 'crash'
+        $c = Invoke-VmCheckpoint -Name $vm.Name -IncludeMemory -Repository $repo
+        & qemu-img convert -U -O qcow2 $vm.Disk (Join-Path $work 'at-checkpoint.qcow2')
+        Write-VmDisk -Name $vm.Name -Offset 4MB -Seed 77      # after the checkpoint: must not survive the restore
+        Crash $vm.Name
+        $events = Watch-VmHealth -Name $vm.Name -Once -RestorePath $restored -Repository $repo
+        $events[0].Kind | Should -Be 'Detected'
+        $events[0].Condition | Should -Be 'Crashed'
+        $action = $events | Where-Object Kind -eq Action
+        $action.Action | Should -Be 'RestoreLatest'
+        $action.Result | Should -Be 'Succeeded'
+        $action.CheckpointId | Should -Be $c.Id
+        $action.Message | Should -BeLike '*resumed from its memory state*'
+        $action.RecoverySeconds | Should -BeGreaterThan 0
+        Write-Host "Recovery of a crashed VM took $([Math]::Round($action.RecoverySeconds, 1)) s (detection to running)."
+        Get-DomState $vm.Name | Should -Match 'running \(restored\)'
+        $now = ((& virsh -c $uri domblklist $vm.Name --details) | Where-Object { $_ -match 'vda' }) -split '\s+' | Select-Object -Last 1
+        $now | Should -BeLike "$restored*"
+        & qemu-img compare -U (Join-Path $work 'at-checkpoint.qcow2') $now | Out-Null
+        $LASTEXITCODE | Should -Be 0
+        (Get-VmHealthEvent -Name $vm.Name).Count | Should -Be 2
+    }
+
+    It 'leaves a deliberately destroyed VM alone' {
+        $vm = New-Vm 'destroyed'
+        Invoke-VmCheckpoint -Name $vm.Name -Repository $repo | Out-Null
+        & virsh -c $uri destroy $vm.Name | Out-Null
+        Watch-VmHealth -Name $vm.Name -Once -RestorePath $restored -Repository $repo | Should -BeNullOrEmpty
+        Get-DomState $vm.Name | Should -Match 'shut off \(destroyed\)'
+    }
+
+    It 'stops at -MaxAttempts when a VM keeps crashing' {
+        $vm = New-Vm 'flaky'
+        $results = foreach ($i in 1..3) {
+            Crash $vm.Name
+            Watch-VmHealth -Name $vm.Name -Once -Action Restart -MaxAttempts 2 -Cooldown 0 -Repository $repo
+        }
+        ($results | Where-Object Kind -eq Action).Result | Should -Be @('Succeeded', 'Succeeded')
+        ($results | Select-Object -Last 1).Kind | Should -Be 'GaveUp'
+        Get-DomState $vm.Name | Should -Match 'crashed'
+        # Given up, it stays quiet.
+        Watch-VmHealth -Name $vm.Name -Once -Action Restart -MaxAttempts 2 -Cooldown 0 -Repository $repo | Should -BeNullOrEmpty
+    }
+
+    It 'waits out the back-off between attempts' {
+        $vm = New-Vm 'backoff'
+        Crash $vm.Name
+        (Watch-VmHealth -Name $vm.Name -Once -Action Restart -Cooldown 01:00:00 -Repository $repo | Where-Object Kind -eq Action).Result | Should -Be 'Succeeded'
+        Crash $vm.Name
+        $e = Watch-VmHealth -Name $vm.Name -Once -Action Restart -Cooldown 01:00:00 -Repository $repo
+        $e.Kind | Should -Be 'Waiting'
+        Get-DomState $vm.Name | Should -Match 'crashed'
+    }
+
+    It 'restores the VM on a second host when its own host is gone' {
+        $root = Join-Path ([IO.Path]::GetTempPath()) ('vmckpt-h2-' + [guid]::NewGuid().ToString('N').Substring(0, 6))
+        $second = & bash (Join-Path $PSScriptRoot '../hosts/start-libvirt.sh') second $root
+        try {
+            $vm = New-Vm 'moving' -Uri $second
+            Invoke-VmCheckpoint -Name $vm.Name -ConnectionUri $second -IncludeMemory -Repository $repo | Out-Null
+        }
+        finally {
+            & bash (Join-Path $PSScriptRoot '../hosts/start-libvirt.sh') stop $root
+        }
+        Start-Sleep -Milliseconds 500
+        $events = Watch-VmHealth -Name $vm.Name -ConnectionUri $second -TargetConnectionUri $uri -Once -RestorePath $restored -Repository $repo
+        $events[0].Condition | Should -Be 'HostUnreachable'
+        $action = $events | Where-Object Kind -eq Action
+        $action.Action | Should -Be 'RestoreElsewhere'
+        $action.Result | Should -Be 'Succeeded'
+        Get-DomState $vm.Name | Should -Match 'running'
+        Remove-Item $root -Recurse -Force -ErrorAction SilentlyContinue
+    }
+}
