@@ -20,6 +20,10 @@
         'Get-VmCheckpointJob'
         'Watch-VmHealth'
         'Get-VmHealthEvent'
+        'Register-VmCheckpointSchedule'
+        'Get-VmCheckpointSchedule'
+        'Unregister-VmCheckpointSchedule'
+        'Invoke-VmCheckpointSchedule'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

@@ -1,0 +1,27 @@
+@{
+    Synopsis    = 'Schedules checkpoints (or the health watcher) to run unattended.'
+    Description = 'Writes a systemd service and timer (/etc/systemd/system/vmcheckpoint-<name>.*, enabled when systemd runs the machine), a cron file (/etc/cron.d/vmcheckpoint-<name>, where systemd does not run) or, on Windows, a scheduled task under \VmCheckpoint\ through the ScheduledTasks module. Each runs pwsh with this module: Invoke-VmCheckpointSchedule -Name <name>, which checkpoints the VMs (then applies the retention policy) or runs the health watcher once. A run that finds the previous one still going exits at once with a clear error and a non-zero exit code; a failed run leaves its error in the catalog''s job log. The schedule definition is kept in /etc/vmcheckpoint/schedules.'
+    Parameters  = @{
+        Name                = 'VMs to checkpoint or watch (wildcards are resolved at each run).'
+        ScheduleName        = 'The schedule''s name (letters, digits, - and _); derived from the VM names by default.'
+        Interval            = 'How often to run, for example (New-TimeSpan -Hours 4). Cron needs minutes dividing an hour, hours dividing a day, or one day.'
+        Watch               = 'Schedule Watch-VmHealth -Once instead of checkpoints.'
+        ConnectionUri       = 'The libvirt host (qemu:///system by default).'
+        IncludeMemory       = 'Take the memory state with each checkpoint.'
+        KeepLast            = 'After each run, keep the newest N checkpoints of each VM (with the other Keep rules).'
+        KeepDaily           = 'After each run, keep the newest checkpoint of each of the last N days.'
+        KeepWeekly          = 'After each run, keep the newest checkpoint of each of the last N weeks.'
+        KeepMonthly         = 'After each run, keep the newest checkpoint of each of the last N months.'
+        Action              = 'For -Watch: Restart, RestoreLatest or RestoreElsewhere.'
+        TargetConnectionUri = 'For -Watch: the host to restore on when the VM''s own host cannot help.'
+        Scheduler           = 'Systemd, Cron or TaskScheduler; by default what this machine runs.'
+        Repository          = 'The repository. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        CatalogPath         = 'The catalog the scheduled runs use. Defaults to $env:VMCHECKPOINT_CATALOG or the local application data folder of the user the scheduler runs as.'
+        WhatIf              = 'Shows which files (or which scheduled task) would be written.'
+        Confirm             = 'Asks for confirmation first.'
+    }
+    Examples    = @(
+        @{ Title = 'Checkpoint every VM every four hours, keeping a week of dailies'; Code = 'Register-VmCheckpointSchedule -Name * -Interval 04:00:00 -KeepLast 6 -KeepDaily 7 -Repository /mnt/backup/repo'; Remarks = 'A systemd timer (or cron file) that runs until unregistered.' }
+        @{ Title = 'Watch the VMs every minute'; Code = 'Register-VmCheckpointSchedule -Watch -Interval 00:01:00 -ScheduleName watch-all -Repository /mnt/backup/repo'; Remarks = 'Crashed VMs come back from their latest checkpoint.' }
+    )
+}

@@ -1,0 +1,92 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Health;
+using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Hypervisors.Libvirt;
+using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Repository;
+
+namespace VmCheckpoint.Core.Scheduling
+{
+    /// <summary>A scheduled run found the previous run of the same schedule still going.</summary>
+    public sealed class ScheduleOverlapException : Exception
+    {
+        public ScheduleOverlapException(string message) : base(message) { }
+    }
+
+    /// <summary>
+    /// One run of a schedule, as the timer starts it: checkpoints (then retention) or one health check. A run that
+    /// finds the previous one still going stops at once with <see cref="ScheduleOverlapException"/>, logged in the
+    /// job log; any VM that fails makes the run fail (after the others were done), its error in the job log.
+    /// </summary>
+    public sealed class ScheduledRun
+    {
+        private readonly ScheduleStore _store;
+        private readonly CheckpointCatalog _catalog;
+        private readonly IJobReporter _reporter;
+
+        public ScheduledRun(ScheduleStore store, CheckpointCatalog catalog, IJobReporter? reporter = null)
+        {
+            _store = store;
+            _catalog = catalog;
+            _reporter = reporter ?? NullJobReporter.Instance;
+        }
+
+        public List<object> Execute(ScheduleDefinition schedule, CancellationToken cancellationToken)
+        {
+            var repository = CheckpointRepository.Open(schedule.Repository);
+            using var runLock = _store.TryTakeRunLock(schedule.Name);
+            if (runLock is null)
+            {
+                var message = $"Schedule '{schedule.Name}': the previous run is still going; this run does nothing.";
+                _catalog.FinishJob(_catalog.StartJob("Scheduled", string.Join(", ", schedule.VmNames), repository), JobResult.Failed, message);
+                throw new ScheduleOverlapException(message);
+            }
+            _catalog.Synchronize(repository, cancellationToken);
+            var output = new List<object>();
+            if (schedule.Kind == ScheduleKind.Watch)
+            {
+                var policy = new HealthPolicy { TargetUri = schedule.TargetConnectionUri };
+                if (schedule.Action != null) policy.Action = (RecoveryAction)Enum.Parse(typeof(RecoveryAction), schedule.Action, true);
+                var watcher = new HealthWatcher(repository, _catalog, uri => new LibvirtHypervisor(uri), schedule.ConnectionUri ?? LibvirtConnection.DefaultUri, policy, _reporter);
+                output.AddRange(watcher.CheckOnce(schedule.VmNames.Count == 0 ? null : schedule.VmNames, cancellationToken));
+                return output;
+            }
+            var failures = new List<string>();
+            using (var hypervisor = new LibvirtHypervisor(schedule.ConnectionUri))
+            {
+                var all = hypervisor.ListVms();
+                var names = schedule.VmNames.SelectMany(n => n.IndexOfAny(new[] { '*', '?' }) >= 0 ? all.Where(v => Like(v, n)) : new[] { n }).Distinct().ToList();
+                foreach (var vm in names)
+                {
+                    try
+                    {
+                        var manifest = new VmCheckpointJob(repository, _catalog, hypervisor, _reporter).Run(vm, new CheckpointPlan { IncludeMemory = schedule.IncludeMemory }, cancellationToken);
+                        output.Add(_catalog.GetCheckpoints(repository.Id, c => c.Id == manifest.Id).First());
+                    }
+                    catch (Exception e) when (!(e is OperationCanceledException))
+                    {
+                        failures.Add($"{vm}: {e.Message}");
+                    }
+                }
+                var policy = new RetentionPolicy { KeepLast = schedule.KeepLast, KeepDaily = schedule.KeepDaily, KeepWeekly = schedule.KeepWeekly, KeepMonthly = schedule.KeepMonthly };
+                if (!policy.IsEmpty)
+                {
+                    var remove = new RemoveJob(repository, _catalog, _reporter);
+                    output.Add(remove.Run(remove.SelectByPolicy(policy, names.Contains), reclaim: true, cancellationToken));
+                }
+            }
+            if (failures.Count > 0) throw new InvalidOperationException($"Schedule '{schedule.Name}': {failures.Count} VMs failed: {string.Join("; ", failures)}");
+            return output;
+        }
+
+        private static bool Like(string value, string pattern)
+        {
+            var regex = "^" + System.Text.RegularExpressions.Regex.Escape(pattern).Replace("\\*", ".*").Replace("\\?", ".") + "$";
+            return System.Text.RegularExpressions.Regex.IsMatch(value, regex, System.Text.RegularExpressions.RegexOptions.IgnoreCase);
+        }
+    }
+}

@@ -1,0 +1,183 @@
+using System;
+using System.IO;
+using System.Linq;
+using System.Management.Automation;
+using System.Runtime.InteropServices;
+using VmCheckpoint.Core.Scheduling;
+
+namespace VmCheckpoint.PowerShell
+{
+    /// <summary>Registers a schedule: a systemd timer (cron where systemd does not run) or a Windows scheduled task.</summary>
+    [Cmdlet(VerbsLifecycle.Register, "VmCheckpointSchedule", SupportsShouldProcess = true, DefaultParameterSetName = CheckpointSet)]
+    [OutputType(typeof(ScheduleDefinition))]
+    public sealed class RegisterVmCheckpointScheduleCommand : VmCheckpointCmdlet
+    {
+        private const string CheckpointSet = "Checkpoint";
+        private const string WatchSet = "Watch";
+
+        /// <summary>VMs to checkpoint (or watch); wildcards are resolved at each run.</summary>
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = CheckpointSet)]
+        [Parameter(ParameterSetName = WatchSet)]
+        [Alias("VmName")]
+        public string[] Name { get; set; } = new string[0];
+
+        /// <summary>The schedule's own name; derived from the VM names by default.</summary>
+        [Parameter]
+        public string? ScheduleName { get; set; }
+
+        [Parameter(Mandatory = true)]
+        public TimeSpan Interval { get; set; }
+
+        [Parameter(Mandatory = true, ParameterSetName = WatchSet)]
+        public SwitchParameter Watch { get; set; }
+
+        [Parameter]
+        public string? ConnectionUri { get; set; }
+
+        [Parameter(ParameterSetName = CheckpointSet)] public SwitchParameter IncludeMemory { get; set; }
+        [Parameter(ParameterSetName = CheckpointSet)] [ValidateRange(0, int.MaxValue)] public int KeepLast { get; set; }
+        [Parameter(ParameterSetName = CheckpointSet)] [ValidateRange(0, int.MaxValue)] public int KeepDaily { get; set; }
+        [Parameter(ParameterSetName = CheckpointSet)] [ValidateRange(0, int.MaxValue)] public int KeepWeekly { get; set; }
+        [Parameter(ParameterSetName = CheckpointSet)] [ValidateRange(0, int.MaxValue)] public int KeepMonthly { get; set; }
+        [Parameter(ParameterSetName = WatchSet)] public Core.Health.RecoveryAction Action { get; set; } = Core.Health.RecoveryAction.RestoreLatest;
+        [Parameter(ParameterSetName = WatchSet)] public string? TargetConnectionUri { get; set; }
+
+        /// <summary>Systemd, Cron or TaskScheduler; by default what this machine runs.</summary>
+        [Parameter]
+        [ValidateSet("Systemd", "Cron", "TaskScheduler")]
+        public string? Scheduler { get; set; }
+
+        protected override void EndProcessing()
+        {
+            try
+            {
+                var repository = OpenRepository();
+                var store = new ScheduleStore();
+                var schedule = new ScheduleDefinition
+                {
+                    Name = ScheduleName ?? (Watch ? "watch" : "checkpoint") + "-" + string.Join("-", Name.Select(n => new string(n.Where(char.IsLetterOrDigit).ToArray()))).Trim('-'),
+                    Kind = Watch ? ScheduleKind.Watch : ScheduleKind.Checkpoint,
+                    VmNames = Name.ToList(),
+                    Interval = Interval,
+                    Repository = repository.Path,
+                    CatalogPath = CatalogPath is null ? null : ResolvePath(CatalogPath),
+                    ConnectionUri = ConnectionUri,
+                    IncludeMemory = IncludeMemory,
+                    KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly,
+                    Action = Watch ? Action.ToString() : null,
+                    TargetConnectionUri = TargetConnectionUri,
+                    PwshCommand = PwshCommand(),
+                    ModulePath = Path.GetDirectoryName(typeof(RegisterVmCheckpointScheduleCommand).Assembly.Location)!,
+                };
+                ScheduleDefinition.ValidateName(schedule.Name);
+                if (Interval < TimeSpan.FromMinutes(1)) throw new ArgumentException("A schedule runs at most once a minute.");
+                string scheduler = Scheduler ?? (RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? "TaskScheduler" : store.DefaultUnixScheduler().Name);
+                schedule.Scheduler = scheduler;
+                if (scheduler == "TaskScheduler")
+                {
+                    var script = TaskSchedulerScript(schedule);
+                    WriteVerbose("Task Scheduler registration: " + script);
+                    if (!ShouldProcess($@"\VmCheckpoint\{schedule.Name}", $"Register a scheduled task every {Interval}")) return;
+                    InvokeCommand.InvokeScript(script);
+                    store.Save(schedule);
+                    WriteObject(schedule);
+                    return;
+                }
+                var unix = store.Unix(scheduler);
+                if (schedule.Kind == ScheduleKind.Checkpoint && unix is CronScheduler) CronScheduler.TimeFields(Interval); // fails early
+                if (!ShouldProcess(string.Join(", ", unix.Plan(schedule)), $"Write {scheduler} schedule '{schedule.Name}' every {Interval}")) return;
+                if (store.Find(schedule.Name) is { } old) store.Unix(old.Scheduler).Unregister(old);
+                unix.Register(schedule);
+                store.Save(schedule);
+                WriteObject(schedule);
+            }
+            catch (PipelineStoppedException) { throw; }
+            catch (Exception e) { ThrowTerminatingError(ToErrorRecord(e, "RegisterSchedule", ScheduleName)); }
+            finally { base.EndProcessing(); }
+        }
+
+        /// <summary>The ScheduledTasks calls that register the task (Windows).</summary>
+        internal static string TaskSchedulerScript(ScheduleDefinition s)
+        {
+            string Q(string x) => "'" + x.Replace("'", "''") + "'";
+            var args = "-NoProfile -NonInteractive -Command \"" + s.Script.Replace("\"", "\\\"") + "\"";
+            return $"$action = New-ScheduledTaskAction -Execute {Q(s.PwshCommand[0])} -Argument {Q(string.Join(" ", s.PwshCommand.Skip(1).Select(a => "\"" + a + "\"").Concat(new[] { args })))}; " +
+                   $"$trigger = New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Seconds {(long)s.Interval.TotalSeconds}); " +
+                   "$settings = New-ScheduledTaskSettingsSet -MultipleInstancesPolicy IgnoreNew -StartWhenAvailable; " +
+                   $"Register-ScheduledTask -TaskPath '\\VmCheckpoint\\' -TaskName {Q(s.Name)} -Action $action -Trigger $trigger -Settings $settings -User 'SYSTEM' -RunLevel Highest -Force";
+        }
+
+        private static string[] PwshCommand()
+        {
+            using var me = System.Diagnostics.Process.GetCurrentProcess();
+            var exe = me.MainModule!.FileName;
+            return string.Equals(Path.GetFileNameWithoutExtension(exe), "dotnet", StringComparison.OrdinalIgnoreCase)
+                ? new[] { exe, Environment.GetCommandLineArgs()[0] }
+                : new[] { exe };
+        }
+    }
+
+    /// <summary>Lists registered schedules.</summary>
+    [Cmdlet(VerbsCommon.Get, "VmCheckpointSchedule")]
+    [OutputType(typeof(ScheduleDefinition))]
+    public sealed class GetVmCheckpointScheduleCommand : PSCmdlet
+    {
+        [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
+        [SupportsWildcards]
+        [Alias("ScheduleName")]
+        public string Name { get; set; } = "*";
+
+        protected override void ProcessRecord()
+        {
+            var pattern = new WildcardPattern(Name, WildcardOptions.IgnoreCase);
+            foreach (var s in new ScheduleStore().List().Where(s => pattern.IsMatch(s.Name))) WriteObject(s);
+        }
+    }
+
+    /// <summary>Removes a schedule and the scheduler's files.</summary>
+    [Cmdlet(VerbsLifecycle.Unregister, "VmCheckpointSchedule", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium)]
+    public sealed class UnregisterVmCheckpointScheduleCommand : PSCmdlet
+    {
+        [Parameter(Mandatory = true, Position = 0, ValueFromPipelineByPropertyName = true)]
+        [Alias("ScheduleName")]
+        public string Name { get; set; } = "";
+
+        protected override void ProcessRecord()
+        {
+            var store = new ScheduleStore();
+            var s = store.Find(Name);
+            if (s is null)
+            {
+                WriteError(new ErrorRecord(new ItemNotFoundException($"No schedule named '{Name}'."), "ScheduleNotFound", ErrorCategory.ObjectNotFound, Name));
+                return;
+            }
+            if (!ShouldProcess(s.Name, "Unregister schedule")) return;
+            if (s.Scheduler == "TaskScheduler") InvokeCommand.InvokeScript($"Unregister-ScheduledTask -TaskPath '\\VmCheckpoint\\' -TaskName '{s.Name.Replace("'", "''")}' -Confirm:$false");
+            else store.Unix(s.Scheduler).Unregister(s);
+            store.Delete(s.Name);
+        }
+    }
+
+    /// <summary>One run of a schedule: what its timer runs. Fails (non-zero exit) when the previous run is still going.</summary>
+    [Cmdlet(VerbsLifecycle.Invoke, "VmCheckpointSchedule")]
+    public sealed class InvokeVmCheckpointScheduleCommand : VmCheckpointCmdlet
+    {
+        [Parameter(Mandatory = true, Position = 0)]
+        public string Name { get; set; } = "";
+
+        protected override void EndProcessing()
+        {
+            try
+            {
+                var store = new ScheduleStore();
+                var s = store.Find(Name) ?? throw new ItemNotFoundException($"No schedule named '{Name}'.");
+                if (CatalogPath is null && s.CatalogPath != null) CatalogPath = s.CatalogPath;
+                foreach (var o in RunJob("Scheduled run " + Name, (reporter, token) => new ScheduledRun(store, Catalog, reporter).Execute(s, token))) WriteObject(o);
+            }
+            catch (PipelineStoppedException) { throw; }
+            catch (ScheduleOverlapException e) { ThrowTerminatingError(new ErrorRecord(e, "ScheduleOverlap", ErrorCategory.ResourceBusy, Name)); }
+            catch (Exception e) { ThrowTerminatingError(ToErrorRecord(e, "ScheduledRun", Name)); }
+            finally { base.EndProcessing(); }
+        }
+    }
+}
