@@ -534,6 +534,21 @@ try {
         if (Test-Path -LiteralPath $target) { Remove-Item -LiteralPath $target -Recurse -Force }
     }
 
+    # The same disk as VHDX (issue 3): a full checkpoint of each format into a fresh repository, one after the other.
+    Write-Section 'The same disk as VHDX: full checkpoint of the qcow2 and of a VHDX copy (VmCheckpoint only)'
+    $vhdx = Join-Path $Work 'disk.vhdx'
+    Invoke-Native qemu-img @('convert', '-f', 'qcow2', '-O', 'vhdx', '-o', 'subformat=dynamic', $Disk, $vhdx) | Out-Null
+    $formatSteps = foreach ($format in 'qcow2', 'vhdx') {
+        $image = if ($format -eq 'vhdx') { $vhdx } else { $Disk }
+        $repository = Join-Path $Work "vmcheckpoint-$format-repo"
+        $body = "New-VmCheckpointRepository -Path $(ConvertTo-PSLiteral $repository) | Out-Null; Invoke-VmCheckpoint -Name $format-copy -DiskPath $(ConvertTo-PSLiteral $image) -Repository $(ConvertTo-PSLiteral $repository)"
+        Invoke-TimedStep -Tool 'VmCheckpoint' -Step "full-$format" -Command (Get-VmCheckpointCommand $body)
+        Remove-Item -LiteralPath $repository -Recurse -Force
+    }
+    Remove-Item -LiteralPath $vhdx
+    $vhdxRatio = $formatSteps[1].Seconds / $formatSteps[0].Seconds
+    Write-Host ("  VHDX / qcow2 time: {0}x ({1} s vs {2} s)" -f (Format-Number $vhdxRatio), (Format-Number $formatSteps[1].Seconds), (Format-Number $formatSteps[0].Seconds))
+
     # ---- report ----
     Write-Section 'Results'
     Write-Host "Image: $(Format-Number $VirtualGiB '0.##') GiB virtual, $(Format-Number ($DataBytes / $GiB) '0.##') GiB of data; $DiskFileName $(Format-Number ($diskBytes / $GiB) '0.00') GiB before and $(Format-Number ($diskBytesAfter / $GiB) '0.00') GiB after the changes."
@@ -580,6 +595,8 @@ try {
         }
         Get-Target "repository <= restic's" $repositoryBytes['VmCheckpoint'] $repositoryBytes['restic'] ("{0} MiB vs restic {1} MiB" -f
             (Format-Number $repositoryBytes['VmCheckpoint'] '0.0' $MiB), (Format-Number $repositoryBytes['restic'] '0.0' $MiB))
+        Get-Target 'VHDX checkpoint <= qcow2 checkpoint' $formatSteps[1].Seconds ($formatSteps[0].Seconds * 1.05) ("{0} s vs {1} s, ratio {2}x (5% allowed for noise)" -f
+            (Format-Number $formatSteps[1].Seconds), (Format-Number $formatSteps[0].Seconds), (Format-Number $vhdxRatio))
         Get-Target 'peak memory < 300 MB' $peakBytes $MemoryLimitBytes -Below ("{0} MB (max RSS of all VmCheckpoint processes; checked at this disk size only)" -f
             (Format-Number $peakBytes '0' 1e6))
     )

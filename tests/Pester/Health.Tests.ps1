@@ -35,7 +35,7 @@ Describe 'Watch-VmHealth' {
     It 'restores a crashed VM from its latest checkpoint, resumed from memory, with the disk of that instant' {
         $vm = New-Vm 'crash'
         $c = Invoke-VmCheckpoint -Name $vm.Name -IncludeMemory -Repository $repo
-        & qemu-img convert -U -O qcow2 $vm.Disk (Join-Path $work 'at-checkpoint.qcow2')
+        Copy-VmDisk -Name $vm.Name -Source $vm.Disk -Destination (Join-Path $work 'at-checkpoint.qcow2')
         Write-VmDisk -Name $vm.Name -Offset 4MB -Seed 77      # after the checkpoint: must not survive the restore
         Crash $vm.Name
         $events = Watch-VmHealth -Name $vm.Name -Once -RestorePath $restored -Repository $repo

@@ -125,7 +125,7 @@ Describe 'Live checkpoints: two disks, names, errors' {
         $c2 = Invoke-VmCheckpoint -Name $vm -Repository $repo
         $c2.ChangedBytes | Should -Be 2MB
         Copy-VmDisk -Name $vm -Source $a -Destination (Join-Path $work 'two-a-now.qcow2')
-        Copy-VmDisk -Name $vm -Source $b -Destination (Join-Path $work 'two-b-now.qcow2')
+        Copy-VmDisk -Name $vm -Source $b -Destination (Join-Path $work 'two-b-now.qcow2') -DiskIndex 1
         $r = Restore-VmCheckpoint -Name $vm -Destination (Join-Path $work 'r-two') -Repository $repo
         Test-SameImage (Join-Path $work 'two-a-now.qcow2') ($r | Where-Object Name -eq vda).Path | Should -BeTrue
         Test-SameImage (Join-Path $work 'two-b-now.qcow2') ($r | Where-Object Name -eq vdb).Path | Should -BeTrue

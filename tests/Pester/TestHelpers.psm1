@@ -147,9 +147,12 @@ function Write-VmDisk {
     if ($LASTEXITCODE -ne 0 -or "$out" -match 'rror') { throw "write into $Name failed: $out" }
 }
 
-# A copy of a running VM's disk as it is now: the VM is paused around the copy.
+# A copy of a running VM's disk as it is now. qemu is first told to flush the disk (qemu-io "flush" on the
+# monitor): qcow2 metadata it still caches would otherwise be missing from the file the copy reads.
 function Copy-VmDisk {
-    param([string] $Name, [string] $Source, [string] $Destination, [string] $Uri = (Get-VirshUri))
+    param([string] $Name, [string] $Source, [string] $Destination, [int] $DiskIndex = 0, [string] $Uri = (Get-VirshUri))
+    $out = & virsh -c $Uri qemu-monitor-command $Name --hmp "qemu-io -d /machine/peripheral/virtio-disk$DiskIndex/virtio-backend `"flush`"" 2>&1
+    if ($LASTEXITCODE -ne 0 -or "$out" -match 'rror') { throw "flush of $Name disk $DiskIndex failed: $out" }
     & qemu-img convert -U -O qcow2 $Source $Destination
     if ($LASTEXITCODE -ne 0) { throw "copy of $Source failed" }
 }
