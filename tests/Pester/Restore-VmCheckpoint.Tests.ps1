@@ -91,10 +91,12 @@ Describe 'Restore-VmCheckpoint' {
     It 'fails with InvalidData on a damaged block and leaves no file behind' {
         $copy = Join-Path $work 'damaged-repo'
         Copy-Item $repo $copy -Recurse
-        $pack = Get-ChildItem (Join-Path $copy 'packs') -Recurse -Filter *.pack | Select-Object -First 1
-        $bytes = [IO.File]::ReadAllBytes($pack.FullName)
-        for ($i = 100; $i -lt 2000; $i++) { $bytes[$i] = $bytes[$i] -bxor 0x5A }
-        [IO.File]::WriteAllBytes($pack.FullName, $bytes)
+        # The first blob of every pack: the first pack's is block 0 of sys, which every checkpoint uses.
+        foreach ($pack in Get-ChildItem (Join-Path $copy 'packs') -Recurse -Filter *.pack) {
+            $bytes = [IO.File]::ReadAllBytes($pack.FullName)
+            for ($i = 100; $i -lt 2000; $i++) { $bytes[$i] = $bytes[$i] -bxor 0x5A }
+            [IO.File]::WriteAllBytes($pack.FullName, $bytes)
+        }
         $dest = Join-Path $work 'from-damaged'
         $e = { Restore-VmCheckpoint -Name db -Destination $dest -DiskFormat raw -Repository $copy -ErrorAction Stop } | Should -Throw -PassThru
         $e.CategoryInfo.Category | Should -Be 'InvalidData'
