@@ -1,6 +1,6 @@
 @{
     Synopsis    = 'Watches VMs and brings back those that crash, by themselves.'
-    Description = 'Checks the VMs of a libvirt host every -Interval (a periodic check; libvirt lifecycle events are not subscribed yet). A VM is helped when it crashed (its qemu died: shut off, reason crashed), failed to start, or was paused on a disk I/O error; or when its host cannot be reached at all. A clean shutdown or a deliberate destroy is an administrator''s decision and is left alone.
+    Description = 'Checks the VMs of a libvirt host at once when libvirt reports a lifecycle event (a VM stopped, crashed, was suspended), and every -Interval as a backstop. A VM is helped when it crashed (its qemu died: shut off, reason crashed), failed to start, or was paused on a disk I/O error; or when its host cannot be reached at all. A clean shutdown or a deliberate destroy is an administrator''s decision and is left alone.
 
 -Action Restart starts the VM again in place. RestoreLatest (the default) restores its newest checkpoint that passes verification and resumes it from its memory state when the checkpoint has one (else boots it). RestoreElsewhere does so on -TargetConnectionUri, which is also where the watcher escalates when acting in place fails or the host is unreachable. Attempts per VM are capped by -MaxAttempts within an hour, with a back-off of -Cooldown doubled before each further attempt; attempts are counted in the catalog, so runs by a timer (-Once) honour them too.
 
@@ -13,7 +13,7 @@ Writes one event object per detection and per action to the pipeline and to the 
         Once                = 'Check and act once, then return: for Task Scheduler and systemd timers.'
         MaxAttempts         = 'Attempts per VM within an hour before the watcher gives up on it (default 3).'
         Cooldown            = 'Wait before the second attempt on a VM, doubled before each further one (default 30 seconds).'
-        Interval            = 'Time between checks when running continuously (default 5 seconds).'
+        Interval            = 'Time between backstop checks when running continuously (default 5 seconds); lifecycle events wake the watcher sooner.'
         RestorePath         = 'Folder for restored disks (default /var/lib/libvirt/images/vmcheckpoint-restored).'
         Repository  = 'The repository holding the VMs'' checkpoints. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file (its health log records every detection and action). Defaults to $env:VMCHECKPOINT_CATALOG, else under the local application data folder.'

@@ -56,6 +56,32 @@ Describe 'Watch-VmHealth' {
         (Get-VmHealthEvent -Name $vm.Name).Count | Should -Be 2
     }
 
+    It 'runs in the foreground, woken by libvirt''s lifecycle events, writing events that Export-Csv takes' {
+        $vm = New-Vm 'events'
+        Invoke-VmCheckpoint -Name $vm.Name -Repository $repo | Out-Null
+        $csv = Join-Path $work 'health.csv'
+        # A 10-minute backstop: only a lifecycle event can make it act within the test's time.
+        $watcher = Start-PwshScript -WorkingDirectory $work -StdErr (Join-Path $work 'watcher.err') -Script @"
+`$env:VMCHECKPOINT_CATALOG = '$env:VMCHECKPOINT_CATALOG'
+Watch-VmHealth -Name '$($vm.Name)' -Interval 00:10:00 -Action Restart -RestorePath '$restored' -Repository '$repo' | Export-Csv -Path '$csv'
+"@
+        try {
+            Start-Sleep -Seconds 8   # the watcher's first round is done and it is waiting
+            Crash $vm.Name
+            $deadline = [DateTime]::UtcNow.AddSeconds(60)
+            while (-not (Get-VmHealthEvent -Name $vm.Name -Kind Action) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 500 }
+            $action = Get-VmHealthEvent -Name $vm.Name -Kind Action
+            $action.Result | Should -Be 'Succeeded' -Because (Get-Content (Join-Path $work 'watcher.err') -Raw -ErrorAction SilentlyContinue)
+            Wait-DomState $vm.Name 'running' | Should -Match 'running'
+        }
+        finally {
+            # Ctrl+C: the watcher stops cleanly, and Export-Csv closes its file.
+            & kill -INT $watcher.Id
+            if (-not $watcher.WaitForExit(20000)) { Stop-Process -Id $watcher.Id -Force; throw 'Ctrl+C did not stop the watcher within 20 s.' }
+        }
+        (Import-Csv $csv | Where-Object Kind -eq 'Action').Action | Should -Be 'Restart'
+    }
+
     It 'leaves a deliberately destroyed VM alone' {
         $vm = New-Vm 'destroyed'
         Invoke-VmCheckpoint -Name $vm.Name -Repository $repo | Out-Null

@@ -38,13 +38,41 @@ namespace VmCheckpoint.Core.Health
             _reporter = reporter ?? NullJobReporter.Instance;
         }
 
-        /// <summary>Checks until cancelled, every <see cref="HealthPolicy.Interval"/>.</summary>
+        /// <summary>
+        /// Checks until cancelled: at once when the hypervisor reports a VM's state changed (lifecycle events), and
+        /// every <see cref="HealthPolicy.Interval"/> as a backstop (events can be missed: a restarted daemon, a lost
+        /// connection).
+        /// </summary>
         public void Run(IReadOnlyList<string>? vmNames, Action<HealthEvent> emit, CancellationToken cancellationToken)
         {
-            while (!cancellationToken.IsCancellationRequested)
+            using var changed = new AutoResetEvent(false);
+            IDisposable? subscription = null;
+            try
             {
-                foreach (var e in CheckOnce(vmNames, cancellationToken)) emit(e);
-                cancellationToken.WaitHandle.WaitOne(_policy.Interval);
+                while (!cancellationToken.IsCancellationRequested)
+                {
+                    if (subscription is null)
+                    {
+                        try
+                        {
+                            using var host = _connect(_uri);
+                            subscription = host.SubscribeToStateChanges(name =>
+                            {
+                                if (vmNames is null || vmNames.Contains(name)) changed.Set();
+                            });
+                        }
+                        catch (Exception e) when (e is HypervisorUnavailableException || e is Hypervisors.Libvirt.LibvirtException)
+                        {
+                            _reporter.Verbose($"No lifecycle events from {_uri} ({e.Message}); checking every {_policy.Interval}.");
+                        }
+                    }
+                    foreach (var e in CheckOnce(vmNames, cancellationToken)) emit(e);
+                    WaitHandle.WaitAny(new[] { cancellationToken.WaitHandle, changed }, _policy.Interval);
+                }
+            }
+            finally
+            {
+                subscription?.Dispose();
             }
         }
 

@@ -90,6 +90,11 @@ namespace VmCheckpoint.Core.Hypervisors
         bool VmExists(string name);
         /// <summary>The VM's health: running, stopped on purpose, crashed, paused on an I/O error, missing.</summary>
         VmCondition GetCondition(string name);
+        /// <summary>
+        /// Calls <paramref name="changed"/> (with the VM's name, on any thread) when a VM of this host changes state;
+        /// null when the hypervisor has no events. Dispose to stop.
+        /// </summary>
+        IDisposable? SubscribeToStateChanges(Action<string> changed);
         /// <summary>Starts a stopped (or crashed) VM in place.</summary>
         void StartVm(string name);
     }

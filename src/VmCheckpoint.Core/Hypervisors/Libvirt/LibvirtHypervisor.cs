@@ -69,6 +69,8 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             _ => "reason " + reason,
         };
 
+        public IDisposable? SubscribeToStateChanges(Action<string> changed) => LibvirtEvents.Subscribe(Uri, changed);
+
         public void StartVm(string name)
         {
             using var d = _connection.GetDomain(name);

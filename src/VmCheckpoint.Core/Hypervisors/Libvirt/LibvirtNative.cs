@@ -60,6 +60,11 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         [DllImport(Lib)] public static extern int virInitialize();
 
         [DllImport(Lib)] public static extern void virSetErrorFunc(IntPtr userData, IntPtr handler);
+        [DllImport(Lib)] public static extern int virEventRegisterDefaultImpl();
+        [DllImport(Lib)] public static extern int virEventRunDefaultImpl();
+        [DllImport(Lib)] public static extern int virConnectDomainEventRegisterAny(IntPtr conn, IntPtr dom, int eventId, IntPtr callback, IntPtr opaque, IntPtr freeCallback);
+        [DllImport(Lib)] public static extern int virConnectDomainEventDeregisterAny(IntPtr conn, int callbackId);
+        public const int EventIdLifecycle = 0;
 
         [DllImport("libc", EntryPoint = "free")] public static extern void Free(IntPtr p);
 
