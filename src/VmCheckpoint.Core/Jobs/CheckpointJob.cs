@@ -85,27 +85,12 @@ namespace VmCheckpoint.Core.Jobs
         {
             if (string.IsNullOrWhiteSpace(request.VmName)) throw new ArgumentException("A checkpoint needs a VM name.");
             if (request.Disks.Count == 0) throw new ArgumentException("A checkpoint needs at least one disk.");
-            var job = _catalog?.StartJob("Checkpoint", request.VmName, _repository);
-            try
+            return JobLog.Run(_catalog, "Checkpoint", request.VmName, _repository, _ =>
             {
                 var manifest = RunLocked(request, cancellationToken);
-                if (_catalog != null)
-                {
-                    _catalog.AddCheckpoint(_repository, manifest);
-                    _catalog.FinishJob(job!, JobResult.Succeeded, checkpointId: manifest.Id, message: manifest.Note);
-                }
+                _catalog?.AddCheckpoint(_repository, manifest);
                 return manifest;
-            }
-            catch (OperationCanceledException)
-            {
-                if (job != null) _catalog!.FinishJob(job, JobResult.Cancelled, "Cancelled.");
-                throw;
-            }
-            catch (Exception e)
-            {
-                if (job != null) _catalog!.FinishJob(job, JobResult.Failed, e.Message);
-                throw;
-            }
+            }, m => m.Note, m => m.Id);
         }
 
         private CheckpointManifest RunLocked(CheckpointRequest request, CancellationToken cancellationToken)

@@ -63,10 +63,9 @@ namespace VmCheckpoint.Core.Jobs
         /// <summary>Removes the given checkpoints' manifests, then reclaims unused blocks.</summary>
         public RemoveResult Run(IReadOnlyCollection<CheckpointFile> checkpoints, bool reclaim, CancellationToken cancellationToken = default)
         {
-            var job = _catalog?.StartJob("Remove", "", _repository);
-            var result = new RemoveResult();
-            try
+            return JobLog.Run(_catalog, "Remove", "", _repository, _ =>
             {
+                var result = new RemoveResult();
                 foreach (var file in checkpoints)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
@@ -82,15 +81,8 @@ namespace VmCheckpoint.Core.Jobs
                     if (!result.Reclaim.Completed) _reporter.Warning(result.Reclaim.Reason!);
                     else _reporter.Verbose($"Reclaimed {result.Reclaim.BytesReclaimed} bytes: {result.Reclaim.PacksDeleted} packs deleted, {result.Reclaim.PacksRewritten} rewritten.");
                 }
-                if (job != null)
-                    _catalog!.FinishJob(job, JobResult.Succeeded, message: $"Removed {result.RemovedIds.Count} checkpoints: {string.Join(", ", result.RemovedIds)}.");
                 return result;
-            }
-            catch (Exception e)
-            {
-                if (job != null) _catalog!.FinishJob(job, e is OperationCanceledException ? JobResult.Cancelled : JobResult.Failed, e.Message);
-                throw;
-            }
+            }, r => $"Removed {r.RemovedIds.Count} checkpoints: {string.Join(", ", r.RemovedIds)}.");
         }
     }
 }

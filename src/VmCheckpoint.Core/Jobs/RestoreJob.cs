@@ -87,8 +87,7 @@ namespace VmCheckpoint.Core.Jobs
 
         public IReadOnlyList<RestoredDisk> Run(RestoreRequest request, CancellationToken cancellationToken = default)
         {
-            var job = _catalog?.StartJob("Restore", "", _repository);
-            try
+            return JobLog.Run(_catalog, "Restore", "", _repository, job =>
             {
                 var manifest = _repository.ReadCheckpoint(request.Checkpoint);
                 if (job != null) { job.VmName = manifest.VmName; job.CheckpointId = manifest.Id; }
@@ -119,19 +118,8 @@ namespace VmCheckpoint.Core.Jobs
                     if (!request.Force && File.Exists(memoryTarget)) throw new TargetExistsException(memoryTarget);
                     restored.Add(RestoreDisk(store, manifest, manifest.Memory, memoryTarget, raw, $"{manifest.VmName} {manifest.Id}: memory state", cancellationToken));
                 }
-                if (job != null) _catalog!.FinishJob(job, JobResult.Succeeded, message: string.Join(", ", restored.Select(r => r.Path)));
-                return restored;
-            }
-            catch (OperationCanceledException)
-            {
-                if (job != null) _catalog!.FinishJob(job, JobResult.Cancelled, "Cancelled.");
-                throw;
-            }
-            catch (Exception e)
-            {
-                if (job != null) _catalog!.FinishJob(job, JobResult.Failed, e.Message);
-                throw;
-            }
+                return (IReadOnlyList<RestoredDisk>)restored;
+            }, restored => string.Join(", ", restored.Select(r => r.Path)));
         }
 
         /// <summary>

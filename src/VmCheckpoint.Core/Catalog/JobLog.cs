@@ -1,0 +1,31 @@
+using System;
+using VmCheckpoint.Core.Repository;
+
+namespace VmCheckpoint.Core.Catalog
+{
+    /// <summary>Runs a job as one line of the job log: Running first, then Succeeded, Failed or Cancelled with the error.</summary>
+    internal static class JobLog
+    {
+        public static T Run<T>(CheckpointCatalog? catalog, string kind, string vmName, CheckpointRepository repository, Func<JobRecord?, T> work,
+            Func<T, string?>? message = null, Func<T, string?>? checkpointId = null)
+        {
+            var job = catalog?.StartJob(kind, vmName, repository);
+            T result;
+            try
+            {
+                result = work(job);
+            }
+            catch (Exception e)
+            {
+                if (job != null)
+                {
+                    bool cancelled = e is OperationCanceledException;
+                    catalog!.FinishJob(job, cancelled ? JobResult.Cancelled : JobResult.Failed, cancelled ? "Cancelled." : e.Message);
+                }
+                throw;
+            }
+            if (job != null) catalog!.FinishJob(job, JobResult.Succeeded, checkpointId: checkpointId?.Invoke(result), message: message?.Invoke(result));
+            return result;
+        }
+    }
+}
