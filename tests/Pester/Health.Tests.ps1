@@ -67,7 +67,8 @@ Watch-VmHealth -Name '$($vm.Name)' -Interval 00:10:00 -Action Restart -RestorePa
 "@
         try {
             Start-Sleep -Seconds 8   # the watcher's first round is done and it is waiting
-            Crash $vm.Name
+            # No waiting for "crashed" here: the watcher may have the VM running again before virsh shows it.
+            & kill -9 (Get-QemuPid $vm.Name)
             $deadline = [DateTime]::UtcNow.AddSeconds(60)
             while (-not (Get-VmHealthEvent -Name $vm.Name -Kind Action) -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 500 }
             $action = Get-VmHealthEvent -Name $vm.Name -Kind Action

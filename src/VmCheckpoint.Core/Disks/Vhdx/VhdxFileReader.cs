@@ -19,7 +19,7 @@ namespace VmCheckpoint.Core.Disks.Vhdx
         public VhdxFileReader(string path)
         {
             Path = path;
-            _stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1, FileOptions.RandomAccess);
+            _stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
             PhysicalLength = _stream.Length;
             Length = PhysicalLength;
         }
