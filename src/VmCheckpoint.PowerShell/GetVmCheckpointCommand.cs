@@ -2,6 +2,7 @@ using System;
 using System.Linq;
 using System.Management.Automation;
 using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.PowerShell
 {
@@ -34,8 +35,7 @@ namespace VmCheckpoint.PowerShell
             {
                 foreach (var id in Id)
                 {
-                    var match = list.Where(c => string.Equals(c.Id, id, StringComparison.OrdinalIgnoreCase)).ToList();
-                    if (match.Count == 0 && id.Length >= 4) match = list.Where(c => c.Id.StartsWith(id, StringComparison.OrdinalIgnoreCase)).ToList();
+                    var match = CheckpointIds.Match(list, c => c.Id, id);
                     if (match.Count == 0)
                         WriteError(new ErrorRecord(new ItemNotFoundException($"No checkpoint '{id}' in {repository.Path}."), "CheckpointNotFound", ErrorCategory.ObjectNotFound, id));
                     foreach (var c in match) WriteObject(c);

@@ -4,6 +4,7 @@ using System.Management.Automation;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.PowerShell
 {
@@ -71,10 +72,13 @@ namespace VmCheckpoint.PowerShell
         {
             var repository = OpenSynchronized();
             var checkpoints = Catalog.GetCheckpoints(repository.Id, c => string.Equals(c.VmName, Name, StringComparison.Ordinal));
-            CheckpointInfo? chosen = Id is null
-                ? checkpoints.FirstOrDefault()
-                : checkpoints.FirstOrDefault(c => string.Equals(c.Id, Id, StringComparison.OrdinalIgnoreCase))
-                  ?? (Id.Length >= 4 ? checkpoints.SingleOrDefaultOrNull(c => c.Id.StartsWith(Id, StringComparison.OrdinalIgnoreCase)) : null);
+            var matches = Id is null ? checkpoints.Take(1).ToList() : CheckpointIds.Match(checkpoints, c => c.Id, Id);
+            if (matches.Count > 1)
+            {
+                WriteError(new ErrorRecord(new ArgumentException($"'{Id}' matches {matches.Count} checkpoints of '{Name}'; give more of the id."), "AmbiguousId", ErrorCategory.InvalidArgument, Id));
+                return;
+            }
+            CheckpointInfo? chosen = matches.FirstOrDefault();
             if (chosen is null)
             {
                 WriteError(new ErrorRecord(new ItemNotFoundException(Id is null
@@ -120,15 +124,6 @@ namespace VmCheckpoint.PowerShell
             {
                 WriteError(ToErrorRecord(e, "Restore", chosen.Id));
             }
-        }
-    }
-
-    internal static class EnumerableExtensions
-    {
-        public static T? SingleOrDefaultOrNull<T>(this System.Collections.Generic.IEnumerable<T> source, Func<T, bool> predicate) where T : class
-        {
-            var matches = source.Where(predicate).Take(2).ToList();
-            return matches.Count == 1 ? matches[0] : null;
         }
     }
 }

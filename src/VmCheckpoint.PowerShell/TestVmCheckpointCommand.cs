@@ -33,8 +33,8 @@ namespace VmCheckpoint.PowerShell
         {
             var repository = _repository = OpenSynchronized();
             var patterns = Name.Select(n => new WildcardPattern(n, WildcardOptions.IgnoreCase)).ToList();
-            var ids = Catalog.GetCheckpoints(repository.Id, c => patterns.Any(p => p.IsMatch(c.VmName)) &&
-                (Id is null || Id.Any(i => c.Id.StartsWith(i, StringComparison.OrdinalIgnoreCase)))).Select(c => c.Id);
+            var named = Catalog.GetCheckpoints(repository.Id, c => patterns.Any(p => p.IsMatch(c.VmName)));
+            var ids = (Id is null ? named : Id.SelectMany(i => CheckpointIds.Match(named, c => c.Id, i))).Select(c => c.Id);
             var files = repository.ListCheckpoints().ToDictionary(f => f.Id);
             foreach (var id in ids)
             {

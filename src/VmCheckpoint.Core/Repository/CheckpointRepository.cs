@@ -142,10 +142,7 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>Finds a checkpoint by id (or a unique prefix of at least 4 characters).</summary>
         public CheckpointFile? FindCheckpoint(string id)
         {
-            var all = ListCheckpoints();
-            var exact = all.FirstOrDefault(f => string.Equals(f.Id, id, StringComparison.OrdinalIgnoreCase));
-            if (exact != null || id.Length < 4) return exact;
-            var matches = all.Where(f => f.Id.StartsWith(id, StringComparison.OrdinalIgnoreCase)).ToList();
+            var matches = CheckpointIds.Match(ListCheckpoints(), f => f.Id, id);
             if (matches.Count > 1) throw new ArgumentException($"'{id}' matches {matches.Count} checkpoints; give more of the id.");
             return matches.FirstOrDefault();
         }
