@@ -171,6 +171,13 @@ namespace VmCheckpoint.Core.Health
                         if (host is null) return (false, $"{_uri} cannot be reached.", null);
                         if (condition.Kind == VmConditionKind.PausedOnError)
                             return (false, "A VM paused on an I/O error is not restarted in place: its storage needs attention (or restore it).", null);
+                        if (condition.Kind == VmConditionKind.Unresponsive)
+                        {
+                            // A guest that stopped answering is still running: power it off first, as a reset would.
+                            host.StopVm(name);
+                            host.StartVm(name);
+                            return (true, "Powered off and restarted in place (the guest stopped answering).", null);
+                        }
                         host.StartVm(name);
                         return (true, "Restarted in place.", null);
                     case RecoveryAction.RestoreLatest:
@@ -204,7 +211,7 @@ namespace VmCheckpoint.Core.Health
                     continue;
                 }
                 var destination = Path.Combine(_policy.RestoreFolder, RepositoryLayout.VmKey(name), candidate.Id);
-                var request = new RestoreRequest(file, destination) { Force = true };
+                var request = new RestoreRequest(file, destination) { Force = true, Format = target.PreferredDiskFormat };
                 var result = new VmRestoreJob(_repository, _catalog, target, _reporter).Run(request, null, start: true, resumeMemory: candidate.IncludesMemory, cancellationToken);
                 return (true, $"Restored checkpoint {candidate.Id} of {candidate.Time:u} on {target.Host}" + (result.ResumedFromMemory ? ", resumed from its memory state." : ", booted."), candidate.Id);
             }

@@ -97,5 +97,9 @@ namespace VmCheckpoint.Core.Hypervisors
         IDisposable? SubscribeToStateChanges(Action<string> changed);
         /// <summary>Starts a stopped (or crashed) VM in place.</summary>
         void StartVm(string name);
+        /// <summary>Turns a VM off at once, as pulling its power would (to restart a guest that stopped answering).</summary>
+        void StopVm(string name);
+        /// <summary>The disk format this hypervisor runs its VMs from: what a restore onto it writes by default.</summary>
+        DiskFormat PreferredDiskFormat { get; }
     }
 }

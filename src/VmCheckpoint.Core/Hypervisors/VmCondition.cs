@@ -14,6 +14,8 @@ namespace VmCheckpoint.Core.Hypervisors
         Missing,
         /// <summary>The host itself cannot be reached.</summary>
         HostUnreachable,
+        /// <summary>Running, but its guest stopped answering (the libvirt guest agent, the Hyper-V heartbeat).</summary>
+        Unresponsive,
     }
 
     /// <summary>A VM's health as its hypervisor reports it, with the hypervisor's own words.</summary>
@@ -27,7 +29,7 @@ namespace VmCheckpoint.Core.Hypervisors
 
         public VmConditionKind Kind { get; }
         public string Detail { get; }
-        public bool NeedsHelp => Kind is VmConditionKind.Crashed or VmConditionKind.PausedOnError or VmConditionKind.HostUnreachable;
+        public bool NeedsHelp => Kind is VmConditionKind.Crashed or VmConditionKind.PausedOnError or VmConditionKind.HostUnreachable or VmConditionKind.Unresponsive;
         public override string ToString() => $"{Kind} ({Detail})";
     }
 }

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Jobs;
 
 namespace VmCheckpoint.Core.Hypervisors.Libvirt
@@ -76,6 +77,14 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             using var d = _connection.GetDomain(name);
             d.Start();
         }
+
+        public void StopVm(string name)
+        {
+            using var d = _connection.GetDomain(name);
+            if (d.IsActive) d.Destroy();
+        }
+
+        public DiskFormat PreferredDiskFormat => DiskFormat.Qcow2;
 
         public IVmCheckpointSession BeginCheckpoint(string vmName, CheckpointPlan plan, IJobReporter reporter)
             => LibvirtCheckpointSession.Begin(this, vmName, plan, reporter);
