@@ -35,6 +35,12 @@ namespace VmCheckpoint.Core.Hypervisors
         double PauseSeconds { get; }
         /// <summary>What the run had to do differently and why (a chain healed, a shut-off VM read from its files).</summary>
         string? Note { get; }
+        /// <summary>
+        /// Called once every block is stored and before the manifest is written: ends the reading and returns the
+        /// change-tracking reference to record in the manifest (some hypervisors only name it then: a Hyper-V
+        /// reference point exists once its recovery checkpoint is converted).
+        /// </summary>
+        string? Seal();
         void Commit();
     }
 

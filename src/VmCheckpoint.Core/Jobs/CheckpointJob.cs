@@ -31,6 +31,8 @@ namespace VmCheckpoint.Core.Jobs
         public string? ChangeTrackingId { get; set; }
         /// <summary>The memory and device state taken at the disks' instant (a raw view of the save file), or null.</summary>
         public DiskSource? Memory { get; set; }
+        /// <summary>Called after every block is stored, before the manifest is written: the change-tracking reference to record.</summary>
+        public Func<string?>? SealChangeTracking { get; set; }
         /// <summary>How long the VM was paused for this checkpoint.</summary>
         public double PauseSeconds { get; set; }
         /// <summary>How long to wait while blocks are being reclaimed by another process.</summary>
@@ -146,6 +148,7 @@ namespace VmCheckpoint.Core.Jobs
             }
             store.Flush();
             cancellationToken.ThrowIfCancellationRequested();
+            if (request.SealChangeTracking != null) manifest.ChangeTrackingId = request.SealChangeTracking();
             manifest.EndTime = DateTime.UtcNow;
             manifest.Statistics.DurationSeconds = clock.Elapsed.TotalSeconds;
             _repository.SaveCheckpoint(manifest);

@@ -54,6 +54,7 @@ namespace VmCheckpoint.Core.Jobs
                     Configuration = session.Configuration,
                     Note = session.Note,
                     ChangeTrackingId = session.NewTrackingId,
+                    SealChangeTracking = session.Seal,
                     Memory = session.Memory,
                     PauseSeconds = session.PauseSeconds,
                 };

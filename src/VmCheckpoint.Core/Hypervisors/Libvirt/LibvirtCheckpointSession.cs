@@ -208,6 +208,8 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             return died;
         }
 
+        public string? Seal() => NewTrackingId;
+
         public void Commit()
         {
             EndBackup();
