@@ -16,6 +16,17 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         public bool IsQcow2 => string.Equals(DriverType, "qcow2", StringComparison.OrdinalIgnoreCase);
     }
 
+    /// <summary>The QEMU guest agent channel of a domain, as its live XML describes it.</summary>
+    internal enum GuestAgentChannel
+    {
+        /// <summary>No org.qemu.guest_agent.0 channel: nothing to probe.</summary>
+        None,
+        /// <summary>The channel exists but no agent in the guest holds it open (not started yet, or none installed).</summary>
+        Disconnected,
+        /// <summary>An agent in the guest has the port open: it is expected to answer.</summary>
+        Connected,
+    }
+
     /// <summary>Reading and rewriting libvirt domain XML.</summary>
     internal static class DomainXml
     {
@@ -67,6 +78,20 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 driver.AddAfterSelf(new XElement("source", new XAttribute("file", restored.Path)));
             }
             return doc.ToString();
+        }
+
+        public const string GuestAgentChannelName = "org.qemu.guest_agent.0";
+
+        /// <summary>
+        /// The guest agent channel and its state. Only the live XML of a running domain carries state='connected'
+        /// (libvirt follows the guest opening and closing the port); an inactive definition reads as Disconnected.
+        /// </summary>
+        public static GuestAgentChannel GuestAgent(string xml)
+        {
+            var target = XDocument.Parse(xml).Root!.Element("devices")?.Elements("channel").Elements("target")
+                .FirstOrDefault(t => (string?)t.Attribute("type") == "virtio" && (string?)t.Attribute("name") == GuestAgentChannelName);
+            if (target is null) return GuestAgentChannel.None;
+            return (string?)target.Attribute("state") == "connected" ? GuestAgentChannel.Connected : GuestAgentChannel.Disconnected;
         }
 
         public static string Name(string xml) => XDocument.Parse(xml).Root!.Element("name")?.Value ?? "";

@@ -47,6 +47,14 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             => LibvirtNative.TakeString(LibvirtNative.virDomainGetXMLDesc(Handle, LibvirtNative.XmlSecure | (inactive ? LibvirtNative.XmlInactive : 0)))
                ?? throw LibvirtNative.LastError($"Reading the XML of '{Name}'");
 
+        /// <summary>
+        /// Sends one JSON command to the QEMU guest agent and returns its JSON reply. libvirt first syncs with the agent
+        /// (guest-sync), bounded by the same timeout, so a guest that stopped answering fails here within seconds.
+        /// </summary>
+        public string AgentCommand(string json, int timeoutSeconds)
+            => LibvirtNative.TakeString(LibvirtNative.virDomainQemuAgentCommand(Handle, json, timeoutSeconds, 0))
+               ?? throw LibvirtNative.LastError($"Asking the guest agent of '{Name}'");
+
         /// <summary>True when the domain has a job running (a backup, a migration, a save).</summary>
         public bool HasActiveJob
         {

@@ -35,11 +35,60 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             return d != null;
         }
 
+        /// <summary>
+        /// How long the guest agent may take to answer guest-ping before the guest counts as unresponsive. libvirt bounds
+        /// its guest-sync by the same number; a healthy agent answers in milliseconds, and only a VM with a connected
+        /// agent ever waits this long.
+        /// </summary>
+        internal const int AgentTimeoutSeconds = 3;
+        private const string GuestPing = "{\"execute\":\"guest-ping\"}";
+
         public VmCondition GetCondition(string name)
         {
             using var d = _connection.FindDomain(name);
-            if (d is null) return new VmCondition(VmConditionKind.Missing, $"no domain '{name}' on {Uri}");
-            var (state, reason) = d.State;
+            if (d is null) return Missing(name);
+            var condition = StateCondition(d.State);
+            if (condition.Kind != VmConditionKind.Running) return condition;
+            return ProbeGuestAgent(d, name) ?? condition;
+        }
+
+        private VmCondition Missing(string name) => new VmCondition(VmConditionKind.Missing, $"no domain '{name}' on {Uri}");
+
+        /// <summary>
+        /// Pings the guest agent of a running domain. Only an agent that holds its port open is asked: no channel, or
+        /// nobody at the guest end of it, says nothing about the guest (null: the state stands).
+        /// </summary>
+        private VmCondition? ProbeGuestAgent(LibvirtDomain d, string name)
+        {
+            if (DomainXml.GuestAgent(d.GetXml()) != GuestAgentChannel.Connected) return null;
+            try
+            {
+                d.AgentCommand(GuestPing, AgentTimeoutSeconds);
+                return new VmCondition(VmConditionKind.Running, "running; its guest agent answers");
+            }
+            catch (LibvirtException e) when (e.Code == LibvirtNative.ErrNoDomain)
+            {
+                return Missing(name);
+            }
+            catch (LibvirtException e) when (e.Code == LibvirtNative.ErrOperationInvalid)
+            {
+                // It stopped between reading its state and the ping: what it is now, not a silent guest.
+                return StateCondition(d.State);
+            }
+            catch (LibvirtException e)
+            {
+                return new VmCondition(VmConditionKind.Unresponsive, $"{e.Message} (libvirt error {e.Code})");
+            }
+            catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
+            {
+                // A libvirt build without its QEMU library cannot probe agents; the state is all there is.
+                return null;
+            }
+        }
+
+        private static VmCondition StateCondition((int State, int Reason) s)
+        {
+            var (state, reason) = s;
             switch (state)
             {
                 case LibvirtNative.StateRunning:

@@ -26,7 +26,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         // virDomainUndefineFlagsValues
         public const uint UndefineManagedSave = 1, UndefineSnapshotsMetadata = 2, UndefineNvram = 4, UndefineCheckpointsMetadata = 16;
         // virError codes worth naming
-        public const int ErrNoDomain = 42, ErrOperationInvalid = 55, ErrCheckpointInconsistent = 109, ErrNoDomainCheckpoint = 102;
+        public const int ErrNoDomain = 42, ErrOperationInvalid = 55, ErrAgentUnresponsive = 86, ErrCheckpointInconsistent = 109, ErrNoDomainCheckpoint = 102;
 
         [DllImport(Lib)] public static extern IntPtr virConnectOpen(string uri);
         [DllImport(Lib)] public static extern int virConnectClose(IntPtr conn);
@@ -65,6 +65,11 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         [DllImport(Lib)] public static extern int virConnectDomainEventRegisterAny(IntPtr conn, IntPtr dom, int eventId, IntPtr callback, IntPtr opaque, IntPtr freeCallback);
         [DllImport(Lib)] public static extern int virConnectDomainEventDeregisterAny(IntPtr conn, int callbackId);
         public const int EventIdLifecycle = 0;
+
+        // The guest agent pass-through lives in libvirt's QEMU-specific library (shipped beside libvirt.so.0); its
+        // errors land in the same thread-local last error. The reply is a char* for Free. timeout is in seconds.
+        private const string QemuLib = "libvirt-qemu.so.0";
+        [DllImport(QemuLib)] public static extern IntPtr virDomainQemuAgentCommand(IntPtr dom, string cmd, int timeout, uint flags);
 
         [DllImport("libc", EntryPoint = "free")] public static extern void Free(IntPtr p);
 
