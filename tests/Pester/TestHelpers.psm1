@@ -174,4 +174,24 @@ function Wait-DomState([string] $Name, [string] $Pattern, [string] $Uri = (Get-V
     Get-DomState $Name $Uri
 }
 
+# ---- SMB: a real samba share on 127.0.0.1, mounted through smbnetfs (FUSE), started by tests/hosts/start-smb.sh.
+
+function Get-TestSmbRoot { if ($env:VMCHECKPOINT_TEST_SMB_ROOT) { $env:VMCHECKPOINT_TEST_SMB_ROOT } else { '/var/tmp/vmckpt-smb' } }
+
+# Starts samba and the smbnetfs mount if they are not running; returns the share's path inside the mount (Path)
+# and the local folder samba stores the share in (Backing). Throws with start-smb.sh's reason when it cannot.
+function Start-TestSmbShare {
+    param([string] $Root = (Get-TestSmbRoot))
+    $output = & bash (Join-Path $PSScriptRoot '../hosts/start-smb.sh') start $Root 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "The SMB share could not be started: $($output -join ' ')" }
+    [pscustomobject]@{ Path = "$(@($output)[-1])"; Backing = Join-Path $Root 'share'; Root = $Root }
+}
+
+# Stops only smbd: the mount stays, and everything under it fails as an unreachable share does.
+function Stop-TestSmbd {
+    param([string] $Root = (Get-TestSmbRoot))
+    $output = & bash (Join-Path $PSScriptRoot '../hosts/start-smb.sh') stop-smbd $Root 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "smbd could not be stopped: $($output -join ' ')" }
+}
+
 Export-ModuleMember -Function *
