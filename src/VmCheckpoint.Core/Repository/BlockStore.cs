@@ -38,29 +38,26 @@ namespace VmCheckpoint.Core.Repository
 
         public void Load(CancellationToken cancellationToken)
         {
-            if (Directory.Exists(_layout.IndexDirectory))
+            foreach (var file in RepositoryLayout.ListFiles(_layout.IndexDirectory, "*.idx"))
             {
-                foreach (var file in Directory.EnumerateFiles(_layout.IndexDirectory, "*.idx"))
+                cancellationToken.ThrowIfCancellationRequested();
+                Dictionary<string, List<PackEntry>> packs;
+                try
                 {
-                    cancellationToken.ThrowIfCancellationRequested();
-                    Dictionary<string, List<PackEntry>> packs;
-                    try
-                    {
-                        packs = IndexFile.Parse(File.ReadAllBytes(file), file);
-                    }
-                    catch (InvalidDataException)
-                    {
-                        continue; // A damaged index only costs speed: the packs' trailers are read below.
-                    }
-                    catch (FileNotFoundException)
-                    {
-                        continue; // Consolidated away by a concurrent prune.
-                    }
-                    _indexFiles.Add(file);
-                    foreach (var p in packs)
-                    {
-                        if (!PackContents.ContainsKey(p.Key)) PackContents[p.Key] = p.Value;
-                    }
+                    packs = IndexFile.Parse(File.ReadAllBytes(file), file);
+                }
+                catch (InvalidDataException)
+                {
+                    continue; // A damaged index only costs speed: the packs' trailers are read below.
+                }
+                catch (FileNotFoundException)
+                {
+                    continue; // Consolidated away by a concurrent prune.
+                }
+                _indexFiles.Add(file);
+                foreach (var p in packs)
+                {
+                    if (!PackContents.ContainsKey(p.Key)) PackContents[p.Key] = p.Value;
                 }
             }
 
@@ -95,8 +92,7 @@ namespace VmCheckpoint.Core.Repository
 
         public IEnumerable<string> ListPackFiles()
         {
-            if (!Directory.Exists(_layout.PacksDirectory)) return Enumerable.Empty<string>();
-            return Directory.EnumerateFiles(_layout.PacksDirectory, "*.pack", SearchOption.AllDirectories);
+            return RepositoryLayout.ListFiles(_layout.PacksDirectory, "*.pack", SearchOption.AllDirectories);
         }
 
         public bool Contains(BlockHash hash)

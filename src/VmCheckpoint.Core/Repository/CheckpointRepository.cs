@@ -95,8 +95,7 @@ namespace VmCheckpoint.Core.Repository
         public IReadOnlyList<CheckpointFile> ListCheckpoints()
         {
             var list = new List<CheckpointFile>();
-            if (!Directory.Exists(Layout.CheckpointsDirectory)) return list;
-            foreach (var dir in Directory.EnumerateDirectories(Layout.CheckpointsDirectory))
+            foreach (var dir in RepositoryLayout.ListDirectories(Layout.CheckpointsDirectory))
                 list.AddRange(ListIn(dir));
             return list;
         }
@@ -104,14 +103,13 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>The checkpoint files of one VM, oldest first.</summary>
         public IReadOnlyList<CheckpointFile> ListCheckpoints(string vmName)
         {
-            var dir = Layout.VmDirectory(vmName);
-            return Directory.Exists(dir) ? ListIn(dir).OrderBy(f => f.Time).ToList() : new List<CheckpointFile>();
+            return ListIn(Layout.VmDirectory(vmName)).OrderBy(f => f.Time).ToList();
         }
 
         private static IEnumerable<CheckpointFile> ListIn(string dir)
         {
             var key = System.IO.Path.GetFileName(dir);
-            foreach (var file in Directory.EnumerateFiles(dir, "*.json"))
+            foreach (var file in RepositoryLayout.ListFiles(dir, "*.json"))
             {
                 var name = System.IO.Path.GetFileNameWithoutExtension(file);
                 int sep = name.IndexOf('_');

@@ -1,5 +1,7 @@
 using System;
+using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 
 namespace VmCheckpoint.Core.Repository
 {
@@ -35,6 +37,37 @@ namespace VmCheckpoint.Core.Repository
         public string LockPath(string id) => Path.Combine(LocksDirectory, id + ".lock");
 
         public static string IdFromFileName(string path) => Path.GetFileName(path).Split('.')[0];
+
+        /// <summary>
+        /// The files in a folder of the repository. A folder that does not exist holds none; one that cannot be
+        /// read (an SMB share that stopped answering: I/O error) throws. Directory.Exists answers false for both,
+        /// and an unreachable folder taken for an empty one makes the catalog forget every checkpoint and
+        /// reclaiming delete every pack.
+        /// </summary>
+        public static List<string> ListFiles(string directory, string pattern, SearchOption option = SearchOption.TopDirectoryOnly)
+        {
+            try
+            {
+                return Directory.EnumerateFiles(directory, pattern, option).ToList();
+            }
+            catch (DirectoryNotFoundException)
+            {
+                return new List<string>();
+            }
+        }
+
+        /// <summary>The subfolders of a folder of the repository; as <see cref="ListFiles"/>, only a missing folder is empty.</summary>
+        public static List<string> ListDirectories(string directory)
+        {
+            try
+            {
+                return Directory.EnumerateDirectories(directory).ToList();
+            }
+            catch (DirectoryNotFoundException)
+            {
+                return new List<string>();
+            }
+        }
 
         public static bool IsTemporary(string path) => path.EndsWith(AtomicFile.TemporarySuffix, StringComparison.Ordinal);
     }
