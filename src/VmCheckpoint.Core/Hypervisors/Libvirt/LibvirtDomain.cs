@@ -15,11 +15,14 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         {
             _connection = connection;
             _dom = dom;
+            // Read once: every libvirt call resets the thread's last error, so asking for the name while building
+            // an error message (LastError($"... '{Name}'")) would lose the error it is about.
+            Name = LibvirtNative.PtrToUtf8(LibvirtNative.virDomainGetName(dom)) ?? "";
         }
 
         private IntPtr Handle => _dom != IntPtr.Zero ? _dom : throw new ObjectDisposedException(nameof(LibvirtDomain));
 
-        public string Name => LibvirtNative.PtrToUtf8(LibvirtNative.virDomainGetName(Handle)) ?? "";
+        public string Name { get; }
 
         public string Uuid
         {

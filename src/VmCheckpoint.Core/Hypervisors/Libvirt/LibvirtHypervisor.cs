@@ -140,8 +140,14 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
 
         public string Register(RegistrationRequest request, IJobReporter reporter)
         {
-            string name = request.NewName ?? request.VmName;
-            string xml = DomainXml.ForRestore(request.Configuration, request.Disks, request.NewName);
+            // A "new" name equal to the VM's own is no rename: its UUID stays, and its memory state can resume.
+            string? newName = request.NewName != null && request.NewName != DomainXml.Name(request.Configuration) ? request.NewName : null;
+            string name = newName ?? request.VmName;
+            if (request.MemoryStateFile != null && newName != null)
+                // libvirt resumes a saved state only under the name and UUID it was saved with ("Target domain name
+                // ... does not match source"): refuse before anything is defined, in words the user can act on.
+                throw new NotSupportedException($"libvirt resumes a memory state only under the VM's own name and UUID: restore '{request.VmName}' with -ResumeMemory under its own name (-Force replaces it, or on another host), or under '{request.NewName}' without -ResumeMemory (a fresh boot).");
+            string xml = DomainXml.ForRestore(request.Configuration, request.Disks, newName);
             using (var existing = _connection.FindDomain(name))
             {
                 if (existing != null)
@@ -159,7 +165,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 if (request.MemoryStateFile != null)
                 {
                     // The saved state carries its own copy of the XML: point its disks at the restored files too.
-                    var savedXml = DomainXml.ForRestore(_connection.SavedStateXml(request.MemoryStateFile), request.Disks, request.NewName);
+                    var savedXml = DomainXml.ForRestore(_connection.SavedStateXml(request.MemoryStateFile), request.Disks, newName);
                     _connection.RestoreSaved(request.MemoryStateFile, savedXml, paused: false);
                     reporter.Verbose($"Resumed '{name}' on {Uri} from its saved memory state.");
                 }
