@@ -75,6 +75,8 @@ function Invoke-Bootstrap {
     # libvirt and qemu run the live tests' VMs; libnbd is the NBD client of pull backups.
     Install-DebianPackage -Package @('libvirt-daemon-system', 'libvirt-clients', 'qemu-system-x86', 'libnbd0', 'nbdkit') -Command @('libvirtd', 'virsh', 'qemu-system-x86_64', 'nbdkit')
     if (-not (Test-Path /usr/lib/x86_64-linux-gnu/libnbd.so.0)) { Install-DebianPackage -Package @('libnbd0') -Command @('__none__') }
+    # busybox-static is the whole userland of the tiny test guest (tests/hosts/guest/build-guest.sh).
+    Install-DebianPackage -Package @('busybox-static') -Command @('busybox')
     if (-not (Test-Path (Get-PesterModulePath))) {
         Write-Host "Restoring Pester $PesterVersion from NuGet"
         Invoke-Native dotnet @('restore', (Join-Path $Root 'tests/Pester/Pester.deps.csproj'), '--verbosity', 'quiet')
