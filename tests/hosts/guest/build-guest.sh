@@ -20,8 +20,10 @@ if [ -z "$busybox" ] || ldd "$busybox" >/dev/null 2>&1; then
 fi
 
 # The kernel: the package linux-image-cloud-amd64 points at (a small kernel with virtio as modules).
-kpkg=$(apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }')
-[ -n "$kpkg" ] || { echo "build-guest.sh: apt-cache knows no linux-image-cloud-amd64 (run apt-get update)" >&2; exit 1; }
+kernel_package() { apt-cache depends linux-image-cloud-amd64 2>/dev/null | awk '/Depends: linux-image-/ { print $2; exit }'; }
+kpkg=$(kernel_package)
+if [ -z "$kpkg" ]; then apt-get update -qq >/dev/null 2>&1 || true; kpkg=$(kernel_package); fi   # no package lists yet
+[ -n "$kpkg" ] || { echo "build-guest.sh: apt-cache knows no linux-image-cloud-amd64 (apt-get update failed?)" >&2; exit 1; }
 kver=${kpkg#linux-image-}
 kroot="$cache/$kpkg"
 if [ ! -f "$kroot/boot/vmlinuz-$kver" ]; then
@@ -61,6 +63,7 @@ if [ ! -f "$initrd" ]; then
   done
   "$busybox" depmod -b "$root" "$kver"
   (cd "$root" && find . | LC_ALL=C sort | "$busybox" cpio -o -H newc 2>/dev/null | gzip -9 >"$initrd.part")
+  find "$cache" -maxdepth 1 -name 'initrd-*.gz' -delete   # builds of an older ./init
   mv "$initrd.part" "$initrd"
 fi
 
