@@ -5,7 +5,7 @@
         Name        = 'The VM whose checkpoint to restore.'
         Id          = 'The checkpoint id (or a unique prefix); the VM''s latest checkpoint when omitted.'
         Destination = 'The folder to write the disks into; created if needed.'
-        DiskFormat  = 'qcow2 (default), raw or vhdx.'
+        DiskFormat  = 'qcow2, raw or vhdx. qcow2 by default; vhdx by default when the VM is registered on Hyper-V.'
         DiskName    = 'Restore only these disks (by name, for example vda or disk1).'
         DifferencingParent = 'With -DiskFormat vhdx: a folder holding an earlier restore of this VM (<disk>.vhdx). Each disk is written as <disk>.avhdx, a differencing VHDX on that parent holding only the blocks that differ from it, as a Hyper-V checkpoint chain needs.'
         ConnectionUri = 'The libvirt host to define the VM on, with -Register, -Start or -ResumeMemory (qemu:///system by default): the same host or another one.'
@@ -14,12 +14,15 @@
         Start       = 'Define and start the VM.'
         ResumeMemory = 'Define the VM and resume it from the memory state stored with the checkpoint (taken with -IncludeMemory), instead of booting it.'
         Force       = 'Overwrite files, and with -Register a VM of the same name, that already exist.'
+        Hypervisor = 'The hypervisor to register the VM on (with -Register, -Start, -ResumeMemory or -NewName): by default the one the checkpoint was taken on. A Hyper-V checkpoint is imported on Hyper-V from its stored .vmcx with its drives pointed at the restored VHDX files (Compare-VM, Import-VM); a libvirt one is defined from its domain XML.'
+        ComputerName = 'With -Hypervisor HyperV: the Hyper-V host to import the VM on (this computer by default).'
         Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file, kept on local disk. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder. Rebuilt from the repository whenever it is missing.'
         WhatIf      = 'Shows what would be restored without writing anything.'
         Confirm     = 'Asks for confirmation first.'
     }
     Examples    = @(
+        @{ Title = 'Bring a Hyper-V VM back on another host, resumed'; Code = 'Restore-VmCheckpoint -Name sql01 -Destination D:\\Restored\\sql01 -ComputerName hv03 -ResumeMemory'; Remarks = 'Writes VHDX disks, imports the VM from its checkpoint''s .vmcx with its saved memory state, and starts it: it resumes where the checkpoint was taken.' }
         @{ Title = 'Bring a VM back on another host, running where it was'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/web01 -ConnectionUri qemu+ssh://kvm02/system -ResumeMemory'; Remarks = 'The disks are restored as qcow2, the domain is defined on kvm02 and resumed from its memory state.' }
         @{ Title = 'A copy of a VM under a new name'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /srv/vm/web01-test -NewName web01-test -Start'; Remarks = 'New name, UUID and MAC addresses; the original is untouched.' }
         @{ Title = 'The latest checkpoint, as qcow2'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/restore'; Remarks = 'Writes web01''s disks as qcow2 files.' }

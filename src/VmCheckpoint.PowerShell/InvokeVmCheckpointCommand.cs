@@ -37,6 +37,16 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string ConnectionUri { get; set; } = LibvirtConnection.DefaultUri;
 
+        /// <summary>The VMs' hypervisor: Libvirt (by default) or HyperV.</summary>
+        [Parameter(ParameterSetName = LiveSet)]
+        [ValidateSet(HypervisorNames.Libvirt, HypervisorNames.HyperV, IgnoreCase = true)]
+        public string Hypervisor { get; set; } = HypervisorNames.Libvirt;
+
+        /// <summary>The Hyper-V host (with -Hypervisor HyperV); this computer by default.</summary>
+        [Parameter(ParameterSetName = LiveSet)]
+        [ValidateNotNullOrEmpty]
+        public string? ComputerName { get; set; }
+
         /// <summary>Also take the memory and device state, consistent with the disks.</summary>
         [Parameter(ParameterSetName = LiveSet)]
         public SwitchParameter IncludeMemory { get; set; }
@@ -64,11 +74,11 @@ namespace VmCheckpoint.PowerShell
             }
             try
             {
-                _hypervisor ??= new LibvirtHypervisor(ConnectionUri);
+                _hypervisor ??= ConnectHypervisor(Hypervisor, HostLocation);
             }
             catch (Exception e)
             {
-                ThrowTerminatingError(ToErrorRecord(e, "Connect", ConnectionUri));
+                ThrowTerminatingError(ToErrorRecord(e, "Connect", HostLocation));
             }
             foreach (var name in Name)
             {
@@ -98,13 +108,16 @@ namespace VmCheckpoint.PowerShell
             }
         }
 
+        private bool IsHyperV => string.Equals(Hypervisor, HypervisorNames.HyperV, System.StringComparison.OrdinalIgnoreCase);
+        private string? HostLocation => IsHyperV ? ComputerName : ConnectionUri;
+
         private void CheckpointVms()
         {
             if (_vms.Count == 0) return;
             var repository = OpenSynchronized();
             foreach (var vm in _vms)
             {
-                if (!ShouldProcess($"{vm} on {ConnectionUri}", $"Checkpoint{(IncludeMemory ? " with memory" : "")} into {repository.Path}")) continue;
+                if (!ShouldProcess($"{vm} on {_hypervisor!.Host}", $"Checkpoint{(IncludeMemory ? " with memory" : "")} into {repository.Path}")) continue;
                 try
                 {
                     var plan = new CheckpointPlan { IncludeMemory = IncludeMemory, Full = Full };

@@ -28,9 +28,10 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string Destination { get; set; } = "";
 
+        /// <summary>qcow2, raw or vhdx; by default qcow2, or vhdx when the VM is registered on Hyper-V.</summary>
         [Parameter]
         [ValidateSet("qcow2", "raw", "vhdx", IgnoreCase = true)]
-        public string DiskFormat { get; set; } = "qcow2";
+        public string? DiskFormat { get; set; }
 
         /// <summary>Restore only these disks.</summary>
         [Parameter]
@@ -46,6 +47,16 @@ namespace VmCheckpoint.PowerShell
         [Parameter]
         [ValidateNotNullOrEmpty]
         public string ConnectionUri { get; set; } = Core.Hypervisors.Libvirt.LibvirtConnection.DefaultUri;
+
+        /// <summary>The hypervisor to register the VM on: by default the one the checkpoint was taken on (Libvirt for disk-file checkpoints).</summary>
+        [Parameter]
+        [ValidateSet(Core.Hypervisors.HypervisorNames.Libvirt, Core.Hypervisors.HypervisorNames.HyperV, IgnoreCase = true)]
+        public string? Hypervisor { get; set; }
+
+        /// <summary>The Hyper-V host to import the VM on (with -Hypervisor HyperV); this computer by default.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? ComputerName { get; set; }
 
         /// <summary>Define the VM under this name, with a new identity.</summary>
         [Parameter]
@@ -93,13 +104,18 @@ namespace VmCheckpoint.PowerShell
                 WriteError(new ErrorRecord(new ItemNotFoundException($"Checkpoint {chosen.Id} was removed meanwhile."), "CheckpointNotFound", ErrorCategory.ObjectNotFound, chosen.Id));
                 return;
             }
-            var format = (DiskFormat)Enum.Parse(typeof(DiskFormat), DiskFormat, ignoreCase: true);
+            string hypervisor = Hypervisor ?? (chosen.Hypervisor == Core.Hypervisors.HypervisorNames.HyperV ? Core.Hypervisors.HypervisorNames.HyperV : Core.Hypervisors.HypervisorNames.Libvirt);
+            bool hyperV = hypervisor == Core.Hypervisors.HypervisorNames.HyperV;
+            bool register = Register || Start || ResumeMemory || NewName != null;
+            string host = hyperV ? ComputerName ?? "this Hyper-V host" : ConnectionUri;
+            var format = DiskFormat is null
+                ? (register && hyperV ? Core.Disks.DiskFormat.Vhdx : Core.Disks.DiskFormat.Qcow2)
+                : (Core.Disks.DiskFormat)Enum.Parse(typeof(Core.Disks.DiskFormat), DiskFormat, ignoreCase: true);
             var request = new RestoreRequest(file, ResolvePath(Destination)) { Format = format, Force = Force, DiskNames = DiskName,
                 DifferencingParentFolder = DifferencingParent is null ? null : ResolvePath(DifferencingParent) };
-            bool register = Register || Start || ResumeMemory || NewName != null;
             string action = register
-                ? $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} and define it as '{NewName ?? chosen.VmName}' on {ConnectionUri}{(ResumeMemory ? ", resumed from memory" : Start ? ", started" : "")}"
-                : $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} as {DiskFormat}";
+                ? $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} and define it as '{NewName ?? chosen.VmName}' on {host}{(ResumeMemory ? ", resumed from memory" : Start ? ", started" : "")}"
+                : $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} as {format.ToString().ToLowerInvariant()}";
             if (!ShouldProcess(request.Destination, action)) return;
             try
             {
@@ -107,8 +123,8 @@ namespace VmCheckpoint.PowerShell
                 {
                     var result = RunJob("Restoring " + Name, (reporter, token) =>
                     {
-                        using var hypervisor = new Core.Hypervisors.Libvirt.LibvirtHypervisor(ConnectionUri);
-                        return new VmRestoreJob(repository, Catalog, hypervisor, reporter).Run(request, NewName, Start, ResumeMemory, token);
+                        using var target = ConnectHypervisor(hypervisor, hyperV ? ComputerName : ConnectionUri);
+                        return new VmRestoreJob(repository, Catalog, target, reporter).Run(request, NewName, Start, ResumeMemory, token);
                     });
                     WriteObject(result);
                     return;

@@ -22,6 +22,8 @@ namespace VmCheckpoint.PowerShell
         private readonly CancellationTokenSource _stop = new CancellationTokenSource();
         private CheckpointCatalog? _catalog;
         private readonly Dictionary<string, CheckpointRepository> _repositories = new Dictionary<string, CheckpointRepository>(StringComparer.Ordinal);
+        private BlockingCollection<Action>? _pump;
+        private int _pipelineThread = -1;
 
         /// <summary>The repository folder or share; defaults to $env:VMCHECKPOINT_REPOSITORY.</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
@@ -103,12 +105,21 @@ namespace VmCheckpoint.PowerShell
         {
             using var messages = new BlockingCollection<Action>();
             var reporter = new PipelineReporter(messages, this, activity);
+            _pipelineThread = Thread.CurrentThread.ManagedThreadId;
+            _pump = messages;
             var task = Task.Factory.StartNew(() =>
             {
                 try { return work(reporter, CancelToken); }
                 finally { messages.CompleteAdding(); }
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
-            foreach (var message in messages.GetConsumingEnumerable()) message();
+            try
+            {
+                foreach (var message in messages.GetConsumingEnumerable()) message();
+            }
+            finally
+            {
+                _pump = null;
+            }
             var done = new ProgressRecord(reporter.ActivityId, activity, "Done") { RecordType = ProgressRecordType.Completed };
             WriteProgress(done);
             try
@@ -119,6 +130,46 @@ namespace VmCheckpoint.PowerShell
             {
                 throw new PipelineStoppedException();
             }
+        }
+
+        /// <summary>
+        /// Runs <paramref name="work"/> on the pipeline thread and returns its result: from RunJob's worker, by way of
+        /// the message pump (the runspace only runs commands on its own thread); from the pipeline thread, at once.
+        /// </summary>
+        protected T OnPipelineThread<T>(Func<T> work)
+        {
+            var pump = _pump;
+            if (pump is null || Thread.CurrentThread.ManagedThreadId == _pipelineThread) return work();
+            T result = default!;
+            Exception? error = null;
+            using var done = new ManualResetEventSlim(false);
+            pump.Add(() =>
+            {
+                try { result = work(); }
+                catch (Exception e) { error = e; }
+                finally { done.Set(); }
+            });
+            if (WaitHandle.WaitAny(new[] { done.WaitHandle, CancelToken.WaitHandle }) != 0 && !done.IsSet) throw new OperationCanceledException(CancelToken);
+            if (error != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(error).Throw();
+            return result;
+        }
+
+        /// <summary>Writes an object to the pipeline from RunJob's worker (or the pipeline thread).</summary>
+        protected void Emit(object value) => OnPipelineThread(() => { WriteObject(value); return true; });
+
+        /// <summary>
+        /// Connects to a hypervisor host: libvirt by URI (qemu:///system when none), or Hyper-V by computer name (this
+        /// one when none), whose module commands and CIM calls then run in this cmdlet's runspace.
+        /// </summary>
+        protected Core.Hypervisors.IHypervisor ConnectHypervisor(string hypervisor, string? location)
+        {
+            if (string.Equals(hypervisor, Core.Hypervisors.HypervisorNames.HyperV, StringComparison.OrdinalIgnoreCase))
+            {
+                var host = new HyperV.HyperVRunspaceHost((script, args) => OnPipelineThread(() =>
+                    InvokeCommand.InvokeScript(script, true, System.Management.Automation.Runspaces.PipelineResultTypes.None, null, args)), location);
+                return new Core.Hypervisors.HyperV.HyperVHypervisor(host, host.HasCim ? host : null);
+            }
+            return new Core.Hypervisors.Libvirt.LibvirtHypervisor(location ?? Core.Hypervisors.Libvirt.LibvirtConnection.DefaultUri);
         }
 
         /// <summary>Maps Core's exceptions to categorized error records.</summary>
@@ -135,6 +186,7 @@ namespace VmCheckpoint.PowerShell
                 Core.Hypervisors.VmNotFoundException _ => ErrorCategory.ObjectNotFound,
                 Core.Hypervisors.VmBusyException _ => ErrorCategory.ResourceBusy,
                 Core.Hypervisors.HypervisorUnavailableException _ => ErrorCategory.ResourceUnavailable,
+                Core.Hypervisors.HyperV.HyperVException _ => ErrorCategory.InvalidOperation,
                 Core.Hypervisors.Libvirt.LibvirtException lv when lv.Code == 42 => ErrorCategory.ObjectNotFound,
                 Core.Hypervisors.Libvirt.LibvirtException _ => ErrorCategory.InvalidOperation,
                 FileNotFoundException _ => ErrorCategory.ObjectNotFound,

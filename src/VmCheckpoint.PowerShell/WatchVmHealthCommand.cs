@@ -24,11 +24,22 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string ConnectionUri { get; set; } = LibvirtConnection.DefaultUri;
 
+        /// <summary>The VMs' hypervisor: Libvirt (by default) or HyperV.</summary>
+        [Parameter]
+        [ValidateSet(HypervisorNames.Libvirt, HypervisorNames.HyperV, IgnoreCase = true)]
+        public string Hypervisor { get; set; } = HypervisorNames.Libvirt;
+
+        /// <summary>The Hyper-V host to watch (with -Hypervisor HyperV); this computer by default.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? ComputerName { get; set; }
+
         [Parameter]
         public RecoveryAction Action { get; set; } = RecoveryAction.RestoreLatest;
 
-        /// <summary>Where to restore when acting in place fails or the VM's host cannot be reached.</summary>
+        /// <summary>Where to restore when acting in place fails or the VM's host cannot be reached: a libvirt URI, or a Hyper-V computer name.</summary>
         [Parameter]
+        [Alias("TargetComputerName")]
         [ValidateNotNullOrEmpty]
         public string? TargetConnectionUri { get; set; }
 
@@ -63,25 +74,30 @@ namespace VmCheckpoint.PowerShell
                     Action = Action, TargetUri = TargetConnectionUri, MaxAttempts = MaxAttempts,
                     Cooldown = Cooldown, Interval = Interval, RestoreFolder = ResolvePath(RestorePath),
                 };
-                if (!ShouldProcess(Name is null ? $"every VM of {ConnectionUri}" : string.Join(", ", Name), $"Watch and {Action} on failure")) return;
-                var watcher = new HealthWatcher(repository, Catalog, uri => new LibvirtHypervisor(uri), ConnectionUri, policy);
+                bool hyperV = string.Equals(Hypervisor, HypervisorNames.HyperV, StringComparison.OrdinalIgnoreCase);
+                string location = hyperV ? ComputerName ?? "" : ConnectionUri;
+                if (!ShouldProcess(Name is null ? $"every VM of {(hyperV ? ComputerName ?? "this Hyper-V host" : ConnectionUri)}" : string.Join(", ", Name), $"Watch and {Action} on failure")) return;
+                Func<string, IHypervisor> connect = where => ConnectHypervisor(Hypervisor, where.Length == 0 ? null : where);
                 if (Once)
                 {
                     foreach (var e in RunJob("Checking VM health", (reporter, token) =>
-                                 new HealthWatcher(repository, Catalog, uri => new LibvirtHypervisor(uri), ConnectionUri, policy, reporter).CheckOnce(Name, token)))
+                                 new HealthWatcher(repository, Catalog, connect, location, policy, reporter).CheckOnce(Name, token)))
                         WriteObject(e);
                     return;
                 }
                 // Runs until Ctrl+C: events reach the pipeline as they happen (Export-Csv works).
-                using var events = new BlockingCollection<HealthEvent>();
-                var loop = Task.Factory.StartNew(() =>
+                try
                 {
-                    try { watcher.Run(Name, events.Add, CancelToken); }
-                    finally { events.CompleteAdding(); }
-                }, TaskCreationOptions.LongRunning);
-                foreach (var e in events.GetConsumingEnumerable()) WriteObject(e);
-                try { loop.GetAwaiter().GetResult(); }
-                catch (OperationCanceledException) { }
+                    RunJob("Watching VM health", (reporter, token) =>
+                    {
+                        new HealthWatcher(repository, Catalog, connect, location, policy, reporter).Run(Name, Emit, token);
+                        return true;
+                    });
+                }
+                catch (PipelineStoppedException) when (CancelToken.IsCancellationRequested)
+                {
+                    // Ctrl+C: the watcher has stopped cleanly.
+                }
             }
             catch (PipelineStoppedException)
             {

@@ -37,6 +37,17 @@ namespace VmCheckpoint.Core.Disks
         }
 
         /// <summary>
+        /// Creates a new, empty differencing VHDX (an .avhdx link) on the VHDX at <paramref name="parentPath"/>: it reads
+        /// as its parent until written, and holds only what is written to it.
+        /// </summary>
+        public static IDiskImageWriter CreateDifferencingVhdx(string path, string parentPath)
+        {
+            if (path == null) throw new ArgumentNullException(nameof(path));
+            if (parentPath == null) throw new ArgumentNullException(nameof(parentPath));
+            return VhdxImageWriter.CreateDifferencing(path, parentPath);
+        }
+
+        /// <summary>
         /// Opens one link of a chain; <paramref name="child"/> is the image that names it, if any, and
         /// <paramref name="declared"/> the format it records for it (null: probe the content).
         /// </summary>
