@@ -56,7 +56,16 @@ namespace VmCheckpoint.Core.Repository
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 var path = Write(layout, kind);
-                var conflict = FindConflict(layout, kind, path);
+                string? conflict;
+                try
+                {
+                    conflict = FindConflict(layout, kind, path);
+                }
+                catch
+                {
+                    AtomicFile.TryDelete(path); // the locks cannot be read (share unreachable): fail, leaving nothing behind
+                    throw;
+                }
                 if (conflict is null) return new RepositoryLock(layout, kind, path);
                 AtomicFile.TryDelete(path);
                 if (DateTime.UtcNow >= deadline)
@@ -110,10 +119,16 @@ namespace VmCheckpoint.Core.Repository
             {
                 doc = (BsonDocument)JsonSerializer.Deserialize(Encoding.UTF8.GetString(File.ReadAllBytes(file)));
             }
-            catch (Exception e) when (e is IOException || e is LiteException || e is InvalidCastException || e is UnauthorizedAccessException)
+            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
             {
-                return null; // gone, or not ours to understand: a torn lock cannot exist (atomic writes)
+                return null; // released meanwhile
             }
+            catch (Exception e) when (e is LiteException || e is InvalidCastException || e is UnauthorizedAccessException)
+            {
+                return null; // not ours to understand: a torn lock cannot exist (atomic writes)
+            }
+            // Any other I/O error (a share that stopped answering) goes to the caller: a lock that cannot be read
+            // may be a live holder's, and taking it for none would let a checkpoint and reclaiming run together.
             var kind = doc["kind"].AsString == "exclusive" ? LockKind.Exclusive : LockKind.Shared;
             var host = doc["host"].AsString ?? "";
             int pid = doc["pid"].AsInt32;

@@ -97,6 +97,29 @@ public sealed class UnreadableFolderTests
     }
 
     [Fact]
+    public void ALockThatCannotBeReadIsNeitherIgnoredNorLeftBehind()
+    {
+        if (OperatingSystem.IsWindows()) return;
+        var (t, content, id) = Setup();
+        using var owner = t;
+        var packs = t.PackFiles().OrderBy(p => p).ToArray();
+        // A holder's lock whose read fails with an I/O error (a link to itself: ELOOP; on a share: EIO).
+        string unreadable = t.Layout.LockPath("0123456789abcdef0123456789abcdef");
+        File.CreateSymbolicLink(unreadable, unreadable);
+
+        var e = Assert.ThrowsAny<IOException>(() => t.Repository.Lock(LockKind.Shared, TimeSpan.Zero, CancellationToken.None).Dispose());
+        Assert.IsNotType<RepositoryLockedException>(e);
+        Assert.Equal(new[] { unreadable }, Directory.GetFiles(t.Layout.LocksDirectory));
+        var job = new RemoveJob(t.Repository, null) { LockWait = TimeSpan.FromSeconds(1) };
+        Assert.ThrowsAny<IOException>(() => job.Run(new[] { t.Repository.ListCheckpoints("vm")[0] }.ToList(), reclaim: true));
+        Assert.Equal(packs, t.PackFiles().OrderBy(p => p));
+        Assert.Equal(new[] { unreadable }, Directory.GetFiles(t.Layout.LocksDirectory));
+
+        File.Delete(unreadable);
+        Assert.Equal(content, t.Restore(id, "a"));
+    }
+
+    [Fact]
     public void MissingFoldersAreEmpty()
     {
         using var t = new TestRepository();
