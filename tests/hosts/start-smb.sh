@@ -104,6 +104,9 @@ cat >"$conf" <<EOF
 EOF
 
 if [ -z "$(smbd_pid)" ]; then
+  if (exec 3<>/dev/tcp/127.0.0.1/445) 2>/dev/null; then
+    fail "another server already listens on 127.0.0.1:445 (a system samba?): stop it, the share tests need that port"
+  fi
   detached smbd -D -s "$conf" || fail "smbd did not start (see $root/log/smbd.log)"
 fi
 ok=
