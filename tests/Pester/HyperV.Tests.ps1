@@ -219,6 +219,12 @@ Describe 'Hyper-V and libvirt VMs in one repository' {
             $vms = Get-CheckpointedVm -Repository $repo
             ($vms | Where-Object Name -eq $kvm).Hypervisor | Should -Be 'Libvirt'
             ($vms | Where-Object Name -eq 'hv-rct').Hypervisor | Should -Be 'HyperV'
+            # A libvirt VM's configuration cannot be imported on Hyper-V: a clear error, and no disk left behind.
+            $dest = Join-Path $work 'kvm-on-hyperv'
+            $e = { Restore-VmCheckpoint -Name $kvm -Destination $dest -Hypervisor HyperV -Register -Repository $repo -ErrorAction Stop } | Should -Throw '*not taken on Hyper-V*' -PassThru
+            $e.CategoryInfo.Category | Should -Be 'NotImplemented'
+            @(Get-ChildItem $dest -Recurse -File -ErrorAction SilentlyContinue).Count | Should -Be 0
+            Get-VM -Name $kvm | Should -BeNullOrEmpty
         }
         finally { Remove-TestVm -Name $kvm }
     }

@@ -49,27 +49,37 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
 
         public static HyperVConfiguration Parse(string configuration, string source)
         {
+            BsonDocument doc;
             try
             {
-                if (!(JsonSerializer.Deserialize(configuration) is BsonDocument doc) || doc["kind"].AsString != Kind)
-                    throw new InvalidDataException($"{source}: the configuration is not a Hyper-V VM's.");
-                return new HyperVConfiguration
-                {
-                    VmName = doc["vmName"].AsString ?? "",
-                    VmId = doc["vmId"].AsString ?? "",
-                    Version = doc["version"].AsString ?? "",
-                    Generation = doc["generation"].AsInt32,
-                    Disks = doc["disks"].AsArray.Select(v => new HyperVDiskSlot
-                    {
-                        Name = v["name"].AsString ?? "", Slot = v["slot"].AsString ?? "", FileName = v["fileName"].AsString ?? "",
-                    }).ToList(),
-                    Vmcx = Convert.FromBase64String(doc["vmcx"].AsString ?? ""),
-                };
+                doc = JsonSerializer.Deserialize(configuration) as BsonDocument
+                      ?? throw new InvalidDataException($"{source}: the Hyper-V configuration is not a JSON object.");
             }
-            catch (Exception e) when (e is LiteException || e is FormatException || e is InvalidCastException || e is NullReferenceException)
+            catch (Exception e) when (!(e is InvalidDataException))
             {
+                // LiteDB's JSON reader fails on hostile text with whatever it hits.
                 throw new InvalidDataException($"{source}: the Hyper-V configuration cannot be read ({e.Message}).", e);
             }
+            if (Text(doc, "kind", source) != Kind) throw new InvalidDataException($"{source}: the configuration is not a Hyper-V VM's.");
+            if (!doc["disks"].IsArray) throw new InvalidDataException($"{source}: the Hyper-V configuration lists no disks.");
+            var result = new HyperVConfiguration
+            {
+                VmName = Text(doc, "vmName", source),
+                VmId = Text(doc, "vmId", source),
+                Version = Text(doc, "version", source),
+                Generation = doc["generation"].IsNumber ? doc["generation"].AsInt32 : 0,
+            };
+            foreach (var v in doc["disks"].AsArray)
+            {
+                if (!v.IsDocument) throw new InvalidDataException($"{source}: a disk of the Hyper-V configuration is not an object.");
+                result.Disks.Add(new HyperVDiskSlot { Name = Text(v.AsDocument, "name", source), Slot = Text(v.AsDocument, "slot", source), FileName = Text(v.AsDocument, "fileName", source) });
+            }
+            try { result.Vmcx = Convert.FromBase64String(Text(doc, "vmcx", source)); }
+            catch (FormatException e) { throw new InvalidDataException($"{source}: the .vmcx of the Hyper-V configuration is not base64.", e); }
+            return result;
         }
+
+        private static string Text(BsonDocument doc, string field, string source) =>
+            doc[field].IsString ? doc[field].AsString : throw new InvalidDataException($"{source}: the Hyper-V configuration has no text '{field}'.");
     }
 }
