@@ -50,6 +50,7 @@ Describe 'Hyper-V checkpoints with Resilient Change Tracking (stand-in)' {
         $c1.Hypervisor | Should -Be 'HyperV'
         $c1.Disks.Name | Should -Be 'hv-rct-os'
         $c1.ReadBytes | Should -Be 2MB
+        (Get-VM -Name $vm.Name).LastConsistencyLevel | Should -Be 1     # application-consistent, as a production checkpoint
     }
 
     It 'reads only the ranges GetVirtualDiskChanges reports for the second' {
@@ -251,6 +252,17 @@ Describe 'Watch-VmHealth on Hyper-V (stand-in)' {
         ($events | Where-Object Kind -eq 'Action').Result | Should -Be 'Succeeded'
         (Get-VM -Name $wvm.Name).BootCount | Should -Be ($boots + 1)
         (Get-VM -Name $wvm.Name).Heartbeat | Should -Be 'OkApplicationsHealthy'
+    }
+
+    It 'restores a VM whose host cannot help it on another host (-Action RestoreElsewhere)' {
+        Set-StandInVMState -VMName $wvm.Name -State PausedCritical
+        $events = @(Watch-VmHealth -Hypervisor HyperV -Name $wvm.Name -Once -Action RestoreElsewhere -TargetComputerName 'host3' -Repository $repo -RestorePath (Join-Path $work 'watch3') -MaxAttempts 5 -Cooldown 0)
+        ($events | Where-Object Kind -eq 'Detected').Condition | Should -Be 'PausedOnError'
+        ($events | Where-Object Kind -eq 'Action').Result | Should -Be 'Succeeded'
+        $there = Get-VM -Name $wvm.Name -ComputerName 'host3'
+        $there.State | Should -Be 'Running'
+        $there.MemoryCounter | Should -Be $wcounter
+        Set-StandInVMState -VMName $wvm.Name -State Running
     }
 
     It 'restores a VM that went OffCritical from its latest checkpoint, resumed from memory' {

@@ -102,7 +102,10 @@ namespace VmCheckpoint.PowerShell.HyperV
             var o = Run("param($c, $id, $n) " + CimPrologue +
                 "$system = Get-CimInstance @w -ClassName Msvm_ComputerSystem -Filter \"Name='$id'\"; " +
                 "$service = Get-CimInstance @w -ClassName Msvm_VirtualSystemSnapshotService; " +
-                "$r = Invoke-CimMethod -InputObject $service -MethodName CreateSnapshot -Arguments @{ AffectedSystem = $system; SnapshotType = [uint16]32768 }; " +
+                // An embedded instance goes to WMI as CIM-XML text: application-consistent (VSS in the guest), as a production checkpoint.
+                "$settings = '<INSTANCE CLASSNAME=\"Msvm_VirtualSystemSnapshotSettingData\"><PROPERTY NAME=\"ConsistencyLevel\" TYPE=\"uint8\"><VALUE>1</VALUE></PROPERTY>" +
+                "<PROPERTY NAME=\"IgnoreNonSnapshottableDisks\" TYPE=\"boolean\"><VALUE>TRUE</VALUE></PROPERTY></INSTANCE>'; " +
+                "$r = Invoke-CimMethod -InputObject $service -MethodName CreateSnapshot -Arguments @{ AffectedSystem = $system; SnapshotSettings = $settings; SnapshotType = [uint16]32768 }; " +
                 "Wait-WmiJob $r 'CreateSnapshot'; " +
                 "$vm = Get-VM @p -Name $n; $s = Get-VMSnapshot @p -VMName $n -SnapshotType Recovery | Sort-Object CreationTime | Select-Object -Last 1; " +
                 "[pscustomobject]@{ Snapshot = $s; Folder = $vm.SnapshotFileLocation }", vm.Id, vm.Name).Single();

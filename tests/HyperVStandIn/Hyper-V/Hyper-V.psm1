@@ -67,6 +67,8 @@ function ConvertTo-Vm($r) {
         HardDrives = @($r.HardDrives | ForEach-Object { ConvertTo-Drive $_ $r.Name })
         # The stand-in's guest: what tests read to tell a resume from a boot.
         MemoryCounter = [int]$r.MemoryCounter; BootCount = [int]$r.BootCount; ResumedFromSavedState = [bool]$r.ResumedFromSavedState
+        # The consistency level of the last recovery checkpoint (1: application-consistent), for tests to read.
+        LastConsistencyLevel = $r["LastConsistencyLevel"]
     }
 }
 
@@ -415,7 +417,14 @@ function Invoke-CimMethod {
         'Msvm_VirtualSystemSnapshotService.CreateSnapshot' {
             if ([int]$Arguments.SnapshotType -ne 32768) { return [pscustomobject]@{ ReturnValue = 32773 } }   # the stand-in makes recovery checkpoints only
             $r = Read-Record $computer | Where-Object Id -eq $Arguments.AffectedSystem.Name
+            # SnapshotSettings: an embedded Msvm_VirtualSystemSnapshotSettingData as CIM-XML; 1 is application-consistent.
+            if ("$($Arguments.SnapshotSettings)" -notmatch 'CLASSNAME="Msvm_VirtualSystemSnapshotSettingData".*NAME="ConsistencyLevel"[^>]*><VALUE>(\d)</VALUE>') { return [pscustomobject]@{ ReturnValue = 32773 } }
+            $level = [int]$Matches[1]
             $s = New-StandInSnapshot $r "Recovery checkpoint $(Get-Date -Format o)" 'Recovery' $false
+            $r = Read-Record $computer | Where-Object Id -eq $Arguments.AffectedSystem.Name
+            $r.Snapshots[0].ConsistencyLevel = $level
+            $r.LastConsistencyLevel = $level
+            Save-Record $r
             [pscustomobject]@{ ReturnValue = 0; Job = $null
                                ResultingSnapshot = [pscustomobject]@{ CimClass = 'Msvm_VirtualSystemSettingData'; InstanceID = "Microsoft:$($s.Id)"; ConfigurationID = $s.Id; VirtualSystemIdentifier = $r.Id; ComputerName = $computer } }
         }

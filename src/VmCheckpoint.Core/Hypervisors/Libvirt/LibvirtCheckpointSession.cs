@@ -25,7 +25,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         private readonly List<DiskSource> _disks = new List<DiskSource>();
         private readonly List<string> _notes = new List<string>();
         private LibvirtDomain _domain;
-        private FileStream? _vmLock;
+        private VmRunLock? _vmLock;
         private string? _workDir;
         private bool _backupRunning;
         private bool _committed;
@@ -69,7 +69,8 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
 
         private void Open(CheckpointPlan plan)
         {
-            bool previousRunDied = TakeVmLock();
+            _vmLock = VmRunLock.Take(VmId ?? VmName, VmName);
+            bool previousRunDied = _vmLock.PreviousRunDied;
             Configuration = _domain.GetXml(inactive: true);
             if (!_domain.IsActive)
             {
@@ -186,28 +187,6 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             }
         }
 
-        /// <summary>One checkpoint run per VM at a time, across processes; true when the last holder died mid-run.</summary>
-        private bool TakeVmLock()
-        {
-            var dir = Path.Combine(Path.GetTempPath(), "vmcheckpoint-locks");
-            Directory.CreateDirectory(dir);
-            var path = Path.Combine(dir, VmId + ".lock");
-            try
-            {
-                _vmLock = new FileStream(path, FileMode.OpenOrCreate, FileAccess.ReadWrite, FileShare.None);
-            }
-            catch (IOException)
-            {
-                throw new VmBusyException($"Another checkpoint of '{VmName}' is running.");
-            }
-            // The file says "running" while a run is under way: found so, its writer died.
-            bool died = _vmLock.Length > 0 && _vmLock.ReadByte() == (byte)'R';
-            _vmLock.SetLength(0);
-            _vmLock.WriteByte((byte)'R');
-            _vmLock.Flush(true);
-            return died;
-        }
-
         public string? Seal() => NewTrackingId;
 
         public void Commit()
@@ -263,11 +242,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             finally
             {
                 if (_workDir != null) { try { Directory.Delete(_workDir, true); } catch (IOException) { } catch (UnauthorizedAccessException) { } }
-                if (_vmLock != null)
-                {
-                    try { _vmLock.SetLength(0); _vmLock.Flush(true); } catch (IOException) { }
-                    _vmLock.Dispose();
-                }
+                _vmLock?.Dispose();
                 _domain.Dispose();
             }
         }
