@@ -7,6 +7,8 @@
         Interval            = 'How often to run, for example (New-TimeSpan -Hours 4). Cron needs minutes dividing an hour, hours dividing a day, or one day.'
         Watch               = 'Schedule Watch-VmHealth -Once instead of checkpoints.'
         ConnectionUri       = 'The libvirt host (qemu:///system by default).'
+        Hypervisor          = 'The VMs'' hypervisor: Libvirt (the default) or HyperV (through the Hyper-V module, as Invoke-VmCheckpoint -Hypervisor HyperV does).'
+        ComputerName        = 'With -Hypervisor HyperV: the Hyper-V host (this computer by default).'
         IncludeMemory       = 'Take the memory state with each checkpoint.'
         KeepLast            = 'After each run, keep the newest N checkpoints of each VM (with the other Keep rules).'
         KeepDaily           = 'After each run, keep the newest checkpoint of each of the last N days.'

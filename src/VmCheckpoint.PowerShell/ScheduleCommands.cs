@@ -34,6 +34,16 @@ namespace VmCheckpoint.PowerShell
         [Parameter]
         public string? ConnectionUri { get; set; }
 
+        /// <summary>The VMs' hypervisor: Libvirt (by default) or HyperV.</summary>
+        [Parameter]
+        [ValidateSet(Core.Hypervisors.HypervisorNames.Libvirt, Core.Hypervisors.HypervisorNames.HyperV, IgnoreCase = true)]
+        public string Hypervisor { get; set; } = Core.Hypervisors.HypervisorNames.Libvirt;
+
+        /// <summary>The Hyper-V host (with -Hypervisor HyperV); this computer by default.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? ComputerName { get; set; }
+
         [Parameter(ParameterSetName = CheckpointSet)] public SwitchParameter IncludeMemory { get; set; }
         [Parameter(ParameterSetName = CheckpointSet)] [ValidateRange(0, int.MaxValue)] public int KeepLast { get; set; }
         [Parameter(ParameterSetName = CheckpointSet)] [ValidateRange(0, int.MaxValue)] public int KeepDaily { get; set; }
@@ -62,6 +72,8 @@ namespace VmCheckpoint.PowerShell
                     Repository = repository.Path,
                     CatalogPath = CatalogPath is null ? null : ResolvePath(CatalogPath),
                     ConnectionUri = ConnectionUri,
+                    Hypervisor = string.Equals(Hypervisor, Core.Hypervisors.HypervisorNames.HyperV, StringComparison.OrdinalIgnoreCase) ? Core.Hypervisors.HypervisorNames.HyperV : Core.Hypervisors.HypervisorNames.Libvirt,
+                    ComputerName = ComputerName,
                     IncludeMemory = IncludeMemory,
                     KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly,
                     Action = Watch ? Action.ToString() : null,
@@ -172,7 +184,7 @@ namespace VmCheckpoint.PowerShell
                 var store = new ScheduleStore();
                 var s = store.Find(Name) ?? throw new ItemNotFoundException($"No schedule named '{Name}'.");
                 if (CatalogPath is null && s.CatalogPath != null) CatalogPath = s.CatalogPath;
-                foreach (var o in RunJob("Scheduled run " + Name, (reporter, token) => new ScheduledRun(store, Catalog, reporter).Execute(s, token))) WriteObject(o);
+                foreach (var o in RunJob("Scheduled run " + Name, (reporter, token) => new ScheduledRun(store, Catalog, reporter, (schedule, where) => ConnectHypervisor(schedule.IsHyperV ? Core.Hypervisors.HypervisorNames.HyperV : Core.Hypervisors.HypervisorNames.Libvirt, where)).Execute(s, token))) WriteObject(o);
             }
             catch (PipelineStoppedException) { throw; }
             catch (ScheduleOverlapException e) { ThrowTerminatingError(new ErrorRecord(e, "ScheduleOverlap", ErrorCategory.ResourceBusy, Name)); }

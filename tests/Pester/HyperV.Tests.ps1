@@ -280,3 +280,23 @@ Describe 'Watch-VmHealth on Hyper-V (stand-in)' {
         (Get-VMHardDiskDrive -VMName $wvm.Name).Path | Should -BeLike "$(Join-Path $work 'watch')*.vhdx"
     }
 }
+
+Describe 'Scheduled checkpoints of Hyper-V VMs (stand-in)' {
+    It 'registers a schedule that checkpoints a Hyper-V VM when it runs' {
+        $env:VMCHECKPOINT_SCHEDULE_ROOT = Join-Path $work 'schedule-root'
+        try {
+            $svm = New-HvVm 'hv-sched'
+            $s = Register-VmCheckpointSchedule -Hypervisor HyperV -Name $svm.Name -Interval 04:00:00 -KeepLast 2 -Scheduler Cron -ScheduleName hvs -Repository $repo
+            $s.Hypervisor | Should -Be 'HyperV'
+            # The timer's command imports the module and calls Invoke-VmCheckpointSchedule; here it runs in this
+            # session, where the stand-in is (a child process would not have it).
+            $out = @(Invoke-VmCheckpointSchedule -Name hvs)
+            ($out | Where-Object { $_.PSObject.Properties['Hypervisor'] -and $_.Hypervisor -eq 'HyperV' }).VmName | Should -Be $svm.Name
+            @(Get-VmCheckpoint -Name $svm.Name -Repository $repo).Count | Should -Be 1
+        }
+        finally {
+            Unregister-VmCheckpointSchedule -Name hvs -Confirm:$false -ErrorAction SilentlyContinue
+            $env:VMCHECKPOINT_SCHEDULE_ROOT = $null
+        }
+    }
+}

@@ -25,6 +25,10 @@ namespace VmCheckpoint.Core.Scheduling
         public string Repository { get; set; } = "";
         public string? CatalogPath { get; set; }
         public string? ConnectionUri { get; set; }
+        /// <summary>Libvirt (also when empty: schedules written before Hyper-V) or HyperV.</summary>
+        public string Hypervisor { get; set; } = Hypervisors.HypervisorNames.Libvirt;
+        /// <summary>The Hyper-V host, for HyperV schedules; the local one when null.</summary>
+        public string? ComputerName { get; set; }
         public bool IncludeMemory { get; set; }
         public int KeepLast { get; set; }
         public int KeepDaily { get; set; }
@@ -40,6 +44,11 @@ namespace VmCheckpoint.Core.Scheduling
         public string Scheduler { get; set; } = "";
         /// <summary>The files the scheduler reads (unit files, cron file), for Get- and Unregister-.</summary>
         public List<string> Files { get; set; } = new List<string>();
+
+        public bool IsHyperV => string.Equals(Hypervisor, Hypervisors.HypervisorNames.HyperV, StringComparison.OrdinalIgnoreCase);
+
+        /// <summary>Where the schedule's VMs run: the libvirt URI (null: the default), or the Hyper-V computer name (null: this one).</summary>
+        public string? HostLocation => IsHyperV ? ComputerName : ConnectionUri;
 
         public static void ValidateName(string name)
         {

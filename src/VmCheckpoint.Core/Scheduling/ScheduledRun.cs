@@ -27,12 +27,15 @@ namespace VmCheckpoint.Core.Scheduling
         private readonly ScheduleStore _store;
         private readonly CheckpointCatalog _catalog;
         private readonly IJobReporter _reporter;
+        private readonly Func<ScheduleDefinition, string?, IHypervisor> _connect;
 
-        public ScheduledRun(ScheduleStore store, CheckpointCatalog catalog, IJobReporter? reporter = null)
+        /// <param name="connect">Connects to a host of the schedule's hypervisor (null location: its default host); libvirt when not given.</param>
+        public ScheduledRun(ScheduleStore store, CheckpointCatalog catalog, IJobReporter? reporter = null, Func<ScheduleDefinition, string?, IHypervisor>? connect = null)
         {
             _store = store;
             _catalog = catalog;
             _reporter = reporter ?? NullJobReporter.Instance;
+            _connect = connect ?? ((_, location) => new LibvirtHypervisor(location));
         }
 
         public List<object> Execute(ScheduleDefinition schedule, CancellationToken cancellationToken)
@@ -51,12 +54,13 @@ namespace VmCheckpoint.Core.Scheduling
             {
                 var policy = new HealthPolicy { TargetUri = schedule.TargetConnectionUri };
                 if (schedule.Action != null) policy.Action = (RecoveryAction)Enum.Parse(typeof(RecoveryAction), schedule.Action, true);
-                var watcher = new HealthWatcher(repository, _catalog, uri => new LibvirtHypervisor(uri), schedule.ConnectionUri ?? LibvirtConnection.DefaultUri, policy, _reporter);
+                string here = schedule.HostLocation ?? (schedule.IsHyperV ? "" : LibvirtConnection.DefaultUri);
+                var watcher = new HealthWatcher(repository, _catalog, where => _connect(schedule, where.Length == 0 ? null : where), here, policy, _reporter);
                 output.AddRange(watcher.CheckOnce(schedule.VmNames.Count == 0 ? null : schedule.VmNames, cancellationToken));
                 return output;
             }
             var failures = new List<string>();
-            using (var hypervisor = new LibvirtHypervisor(schedule.ConnectionUri))
+            using (var hypervisor = _connect(schedule, schedule.HostLocation))
             {
                 var all = hypervisor.ListVms();
                 var names = schedule.VmNames.SelectMany(n => n.IndexOfAny(new[] { '*', '?' }) >= 0 ? all.Where(v => Like(v, n)) : new[] { n }).Distinct().ToList();
