@@ -107,6 +107,26 @@ Describe 'Hyper-V checkpoints with Resilient Change Tracking (stand-in)' {
     }
 }
 
+Describe 'Hyper-V change tracking that fails (stand-in)' {
+    It 'reads the present blocks when GetVirtualDiskChanges fails, stores only what changed, and says why' {
+        $vm = New-HvVm 'hv-rctfail'
+        Invoke-VmCheckpoint -Hypervisor HyperV -Name $vm.Name -Repository $repo | Out-Null
+        Write-StandInGuestData -VMName $vm.Name -Offset 12MB -Seed 41
+        Set-StandInVMState -VMName $vm.Name -FailChangeTracking $true
+        try { $c = Invoke-VmCheckpoint -Hypervisor HyperV -Name $vm.Name -Repository $repo }
+        finally { Set-StandInVMState -VMName $vm.Name -FailChangeTracking $false }
+        $c.Note | Should -Match 'GetVirtualDiskChanges of disk hv-rctfail-os failed'
+        $c.ReadBytes | Should -Be 3MB
+        $c.StoredBytes | Should -BeLessOrEqual 1.1MB
+        $ref = Copy-HvDisk $vm.Disk (Join-Path $work 'rctfail-ref.raw')
+        $out = Restore-VmCheckpoint -Name $vm.Name -Id $c.Id -Destination (Join-Path $work 'rctfail') -DiskFormat raw -Repository $repo
+        Test-SameImage -Expected $ref -Actual $out.Path | Should -BeTrue
+        # and the next run is incremental again, from the reference point this one left
+        Write-StandInGuestData -VMName $vm.Name -Offset 20MB -Seed 42
+        (Invoke-VmCheckpoint -Hypervisor HyperV -Name $vm.Name -Repository $repo).ReadBytes | Should -Be 1MB
+    }
+}
+
 Describe 'Hyper-V checkpoints with memory, and restores on another host (stand-in)' {
     It 'takes a standard checkpoint with memory and resumes it on a second host with the memory of that instant' {
         $vm = New-HvVm 'hv-mem'

@@ -456,6 +456,7 @@ function Invoke-CimMethod {
             if ($parts.Count -ne 5 -or $parts[0] -ne $script:Rct) { return [pscustomobject]@{ ReturnValue = 32773 } }
             $r = Read-Record $computer | Where-Object Id -eq $parts[1]
             if (-not $r -or -not (@($r.ReferencePoints) | Where-Object { $_.Rct -contains $Arguments.LimitId })) { return [pscustomobject]@{ ReturnValue = 32775 } }  # no such RCT id
+            if ($r['FailChangeTracking']) { return [pscustomobject]@{ ReturnValue = 32768 } }   # "failed", as a broken RCT file gives
             $slot = "$($parts[2]):$($parts[3])"
             $start = [long]$Arguments.ByteOffset
             $processed = [Math]::Min([long]$Arguments.ByteLength, 16MB)
@@ -496,14 +497,16 @@ function Write-StandInGuestData {
 }
 
 # Puts a VM in a state Hyper-V would report after a fault: OffCritical (its storage or worker process failed),
-# PausedCritical (a storage error), or a running VM whose heartbeat is LostCommunication; or refuses checkpoints.
+# PausedCritical (a storage error), or a running VM whose heartbeat is LostCommunication; or refuses checkpoints;
+# or fails GetVirtualDiskChanges (as a damaged RCT file would).
 function Set-StandInVMState {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $VMName, [string] $State, [string] $Heartbeat, [Nullable[bool]] $RefuseCheckpoints, [string] $ComputerName)
+    param([Parameter(Mandatory)] [string] $VMName, [string] $State, [string] $Heartbeat, [Nullable[bool]] $RefuseCheckpoints, [Nullable[bool]] $FailChangeTracking, [string] $ComputerName)
     $r = Find-Record $VMName $ComputerName -Required
     if ($State) { $r.State = $State }
     if ($PSBoundParameters.ContainsKey('Heartbeat')) { $r.Heartbeat = $Heartbeat }
     if ($null -ne $RefuseCheckpoints) { $r.RefuseCheckpoints = $RefuseCheckpoints }
+    if ($null -ne $FailChangeTracking) { $r.FailChangeTracking = $FailChangeTracking }
     Save-Record $r
 }
 

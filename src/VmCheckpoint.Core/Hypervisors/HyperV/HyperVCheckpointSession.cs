@@ -137,8 +137,17 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
                 IReadOnlyList<DiskExtent>? changed = null;
                 if (_parentPoint != null)
                 {
-                    if (_parentPoint.RctIds.TryGetValue(drive.Path, out var rctId)) changed = ChangedRanges(drive.Path, rctId, image.VirtualSize);
-                    else _notes.Add($"Disk {name} has no RCT id in reference point {_parentPoint.Id} (added since): all of it was read.");
+                    if (!_parentPoint.RctIds.TryGetValue(drive.Path, out var rctId))
+                        _notes.Add($"Disk {name} has no RCT id in reference point {_parentPoint.Id} (added since): all of it was read.");
+                    else
+                    {
+                        // The chain heals itself: change tracking that fails or answers nonsense means reading the present blocks.
+                        try { changed = ChangedRanges(drive.Path, rctId, image.VirtualSize); }
+                        catch (Exception e) when (e is HyperVException || e is InvalidDataException)
+                        {
+                            _notes.Add($"GetVirtualDiskChanges of disk {name} failed ({e.Message}): every present block of it was read and only changed ones stored.");
+                        }
+                    }
                 }
                 _disks.Add(new DiskSource(name, image, changed, drive.Path));
             }
