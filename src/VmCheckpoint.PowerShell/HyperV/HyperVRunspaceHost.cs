@@ -115,7 +115,7 @@ namespace VmCheckpoint.PowerShell.HyperV
         public HyperVReferencePoint ConvertToReferencePoint(HyperVVm vm, HyperVSnapshot snapshot)
         {
             var o = Run("param($c, $id, $sid) " + CimPrologue +
-                "$snap = Get-CimInstance @w -ClassName Msvm_VirtualSystemSettingData -Filter \"VirtualSystemIdentifier='$id' AND ConfigurationID='$sid'\"; " +
+                "$snap = Get-CimInstance @w -ClassName Msvm_VirtualSystemSettingData -Filter \"VirtualSystemIdentifier='$id' AND InstanceID='Microsoft:$sid'\"; " +
                 "$service = Get-CimInstance @w -ClassName Msvm_VirtualSystemSnapshotService; " +
                 "$r = Invoke-CimMethod -InputObject $service -MethodName ConvertToReferencePoint -Arguments @{ AffectedSnapshot = $snap }; " +
                 "Wait-WmiJob $r 'ConvertToReferencePoint'; " +

@@ -390,7 +390,7 @@ function Get-CimInstance {
         }
         'Msvm_VirtualSystemSettingData' {
             foreach ($r in Read-Record $ComputerName | Where-Object { $_.Id -eq $where.VirtualSystemIdentifier }) {
-                foreach ($s in @($r.Snapshots) | Where-Object { -not $where.ConfigurationID -or $_.Id -eq $where.ConfigurationID }) {
+                foreach ($s in @($r.Snapshots) | Where-Object { (-not $where.ConfigurationID -or $_.Id -eq $where.ConfigurationID) -and (-not $where.InstanceID -or "Microsoft:$($_.Id)" -eq $where.InstanceID) }) {
                     [pscustomobject]@{ CimClass = $ClassName; InstanceID = "Microsoft:$($s.Id)"; ConfigurationID = $s.Id; VirtualSystemIdentifier = $r.Id; ComputerName = $ComputerName }
                 }
             }
