@@ -381,7 +381,7 @@ function Get-CimInstance {
     foreach ($m in [regex]::Matches("$Filter", "(\w+)='([^']*)'")) { $where[$m.Groups[1].Value] = $m.Groups[2].Value }
     switch ($ClassName) {
         'Msvm_ComputerSystem' {
-            foreach ($r in Read-Record $ComputerName | Where-Object { -not $where.Name -or $_.Id -eq $where.Name }) {
+            foreach ($r in Read-Record $ComputerName | Where-Object { -not $where['Name'] -or $_.Id -eq $where['Name'] }) {
                 [pscustomobject]@{ CimClass = $ClassName; Name = $r.Id; ElementName = $r.Name; ComputerName = $ComputerName }
             }
         }
@@ -390,7 +390,7 @@ function Get-CimInstance {
         }
         'Msvm_VirtualSystemSettingData' {
             foreach ($r in Read-Record $ComputerName | Where-Object { $_.Id -eq $where.VirtualSystemIdentifier }) {
-                foreach ($s in @($r.Snapshots) | Where-Object { (-not $where.ConfigurationID -or $_.Id -eq $where.ConfigurationID) -and (-not $where.InstanceID -or "Microsoft:$($_.Id)" -eq $where.InstanceID) }) {
+                foreach ($s in @($r.Snapshots) | Where-Object { (-not $where['ConfigurationID'] -or $_.Id -eq $where['ConfigurationID']) -and (-not $where['InstanceID'] -or "Microsoft:$($_.Id)" -eq $where['InstanceID']) }) {
                     [pscustomobject]@{ CimClass = $ClassName; InstanceID = "Microsoft:$($s.Id)"; ConfigurationID = $s.Id; VirtualSystemIdentifier = $r.Id; ComputerName = $ComputerName }
                 }
             }
