@@ -155,6 +155,7 @@ Describe 'A checkpoint with memory of a guest that is writing its disk' {
         $e = { Restore-VmCheckpoint -Name $vm.Name -Id $c.Id -Destination (Join-Path $work 'copy') -NewName $copy -ResumeMemory -Repository $repo -ErrorAction Stop } |
             Should -Throw -PassThru
         "$e" | Should -BeLike '*memory state only under the VM''s own name*'
+        Test-Path (Join-Path $work 'copy') | Should -BeFalse      # refused before any disk was written
         & virsh -c $uri domstate $copy 2>&1 | Out-Null
         $LASTEXITCODE | Should -Not -Be 0
 

@@ -91,6 +91,11 @@ namespace VmCheckpoint.Core.Hypervisors
         string Host { get; }
         IReadOnlyList<string> ListVms();
         IVmCheckpointSession BeginCheckpoint(string vmName, CheckpointPlan plan, IJobReporter reporter);
+        /// <summary>
+        /// Refuses, before anything is restored, a registration this host cannot do (a configuration of another
+        /// hypervisor; a memory state resumed under a new name where the hypervisor cannot).
+        /// </summary>
+        void CheckRegistration(string vmName, string configuration, string? newName, bool resumeMemory);
         /// <summary>Defines the VM on this host (and starts or resumes it as asked); returns its name there.</summary>
         string Register(RegistrationRequest request, IJobReporter reporter);
         bool VmExists(string name);

@@ -47,6 +47,7 @@ namespace VmCheckpoint.Core.Jobs
             var manifest = _repository.ReadCheckpoint(disks.Checkpoint);
             if (string.IsNullOrEmpty(manifest.Configuration))
                 throw new InvalidOperationException($"Checkpoint {manifest.Id} of '{manifest.VmName}' holds no VM configuration (it was taken from disk files): restore its disks without -Register.");
+            _hypervisor.CheckRegistration(manifest.VmName, manifest.Configuration!, newName, resumeMemory);
             string name = newName ?? manifest.VmName;
             if (!disks.Force && _hypervisor.VmExists(name))
                 throw new TargetExistsException($"VM '{name}' on {_hypervisor.Host}");

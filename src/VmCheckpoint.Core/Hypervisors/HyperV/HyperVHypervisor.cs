@@ -78,10 +78,15 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
         /// its drives pointed at the restored disks; a saved memory state (.vmrs) beside it makes the imported VM
         /// Saved, and starting it resumes where the checkpoint was taken.
         /// </summary>
+        public void CheckRegistration(string vmName, string configuration, string? newName, bool resumeMemory)
+        {
+            if (!HyperVConfiguration.IsHyperV(configuration))
+                throw new NotSupportedException($"The checkpoint of '{vmName}' was not taken on Hyper-V: restore its disks (Restore-VmCheckpoint -DiskFormat vhdx without -Register) and create the VM from them.");
+        }
+
         public string Register(RegistrationRequest request, IJobReporter reporter)
         {
-            if (!HyperVConfiguration.IsHyperV(request.Configuration))
-                throw new NotSupportedException($"The checkpoint of '{request.VmName}' was not taken on Hyper-V: restore its disks (Restore-VmCheckpoint -DiskFormat vhdx without -Register) and create the VM from them.");
+            CheckRegistration(request.VmName, request.Configuration, request.NewName, request.MemoryStateFile != null);
             var configuration = HyperVConfiguration.Parse(request.Configuration, request.VmName);
             if (request.Disks.Count == 0) throw new ArgumentException("A Hyper-V VM is registered with its restored disks.");
             string folder = Path.GetDirectoryName(request.Disks[0].Path)!;

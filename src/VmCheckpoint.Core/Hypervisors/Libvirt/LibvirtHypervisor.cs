@@ -138,15 +138,24 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         public IVmCheckpointSession BeginCheckpoint(string vmName, CheckpointPlan plan, IJobReporter reporter)
             => LibvirtCheckpointSession.Begin(this, vmName, plan, reporter);
 
-        public string Register(RegistrationRequest request, IJobReporter reporter)
+        public void CheckRegistration(string vmName, string configuration, string? newName, bool resumeMemory)
         {
-            // A "new" name equal to the VM's own is no rename: its UUID stays, and its memory state can resume.
-            string? newName = request.NewName != null && request.NewName != DomainXml.Name(request.Configuration) ? request.NewName : null;
-            string name = newName ?? request.VmName;
-            if (request.MemoryStateFile != null && newName != null)
+            if (Hypervisors.HyperV.HyperVConfiguration.IsHyperV(configuration))
+                throw new NotSupportedException($"The checkpoint of '{vmName}' was taken on Hyper-V: restore its disks (Restore-VmCheckpoint -DiskFormat qcow2 without -Register) and define the domain from them.");
+            if (resumeMemory && IsRename(configuration, newName))
                 // libvirt resumes a saved state only under the name and UUID it was saved with ("Target domain name
                 // ... does not match source"): refuse before anything is defined, in words the user can act on.
-                throw new NotSupportedException($"libvirt resumes a memory state only under the VM's own name and UUID: restore '{request.VmName}' with -ResumeMemory under its own name (-Force replaces it, or on another host), or under '{request.NewName}' without -ResumeMemory (a fresh boot).");
+                throw new NotSupportedException($"libvirt resumes a memory state only under the VM's own name and UUID: restore '{vmName}' with -ResumeMemory under its own name (-Force replaces it, or on another host), or under '{newName}' without -ResumeMemory (a fresh boot).");
+        }
+
+        /// <summary>A "new" name equal to the VM's own is no rename: its UUID stays, and its memory state can resume.</summary>
+        private static bool IsRename(string configuration, string? newName) => newName != null && newName != DomainXml.Name(configuration);
+
+        public string Register(RegistrationRequest request, IJobReporter reporter)
+        {
+            CheckRegistration(request.VmName, request.Configuration, request.NewName, request.MemoryStateFile != null);
+            string? newName = IsRename(request.Configuration, request.NewName) ? request.NewName : null;
+            string name = newName ?? request.VmName;
             string xml = DomainXml.ForRestore(request.Configuration, request.Disks, newName);
             using (var existing = _connection.FindDomain(name))
             {
