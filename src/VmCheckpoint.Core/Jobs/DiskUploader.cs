@@ -11,9 +11,9 @@ using VmCheckpoint.Core.Repository;
 namespace VmCheckpoint.Core.Jobs
 {
     /// <summary>
-    /// Cuts one disk into repository blocks and stores those the repository lacks: the calling thread reads
-    /// blocks in disk order (sequential I/O), workers hash, compress and store them. Memory is bounded by the
-    /// queue, whatever the disk size.
+    /// Cuts one disk into repository blocks and stores those the repository lacks: a few threads take turns
+    /// reading the next block in disk order (sequential I/O) and each hashes, compresses and stores the block it
+    /// read. Memory is one block buffer per thread, whatever the disk size.
     /// </summary>
     internal sealed class DiskUploader
     {
@@ -22,12 +22,12 @@ namespace VmCheckpoint.Core.Jobs
         private readonly int _workers;
         private readonly int _compressionLevel;
 
-        public DiskUploader(BlockStore store, int blockSize, int workers = 0, int compressionLevel = 1)
+        public DiskUploader(BlockStore store, int blockSize, int workers = 0, int compressionLevel = 0)
         {
             _store = store;
             _blockSize = blockSize;
             _workers = workers > 0 ? workers : Math.Max(1, Math.Min(4, Environment.ProcessorCount));
-            _compressionLevel = compressionLevel;
+            _compressionLevel = compressionLevel > 0 ? compressionLevel : BlockCodec.DefaultLevel;
         }
 
         /// <summary>Reads the disk and returns its complete block table.</summary>
@@ -64,85 +64,93 @@ namespace VmCheckpoint.Core.Jobs
             long total = toRead.Count;
             var found = new ConcurrentBag<KeyValuePair<long, BlockHash>>();
             long read = 0, changed = holes, fresh = 0, stored = 0, done = 0;
-            int queueDepth = _workers * 2;
-            var free = new BlockingCollection<byte[]>();
-            for (int i = 0; i < queueDepth + _workers + 1; i++) free.Add(new byte[_blockSize]);
-            using var queue = new BlockingCollection<(long Index, byte[] Buffer, int Length)>(queueDepth);
+            // Every thread reads the next block in disk order (under one lock: the image reader is not thread-safe,
+            // and the disk sees one sequential stream), then hashes and compresses it on its own. No hand-off
+            // queue: on few cores a queue's spinning waits cost more than they overlap. One thread more than the
+            // workers keeps the disk busy while the others compute.
+            int threads = _workers + 1;
+            var readGate = new object();
+            int next = 0;
             using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
-            var workers = Enumerable.Range(0, _workers).Select(_ => Task.Factory.StartNew(() =>
+            void Work()
             {
+                var buffer = new byte[_blockSize];
                 using var sha = SHA256.Create();
-                using var compressor = new ZstdSharp.Compressor(_compressionLevel);
-                var compressed = new byte[ZstdSharp.Compressor.GetCompressBound(_blockSize)];
+                using var codec = new BlockCodec(_compressionLevel);
+                byte[]? compressed = null;
                 try
                 {
-                foreach (var item in queue.GetConsumingEnumerable(failed.Token))
-                {
-                    try
+                    while (true)
                     {
-                        if (IsZero(item.Buffer, item.Length))
+                        long index;
+                        int length;
+                        lock (readGate)
                         {
-                            if (parent?.Find(item.Index) != null) Interlocked.Add(ref changed, item.Length);
-                            continue;
+                            failed.Token.ThrowIfCancellationRequested();
+                            if (next >= toRead.Count) return;
+                            index = toRead[next++];
+                            long offset = index * _blockSize;
+                            length = (int)Math.Min(_blockSize, virtualSize - offset);
+                            image.Read(offset, buffer, 0, length);
+                            read += length;
                         }
-                        var hash = BlockHash.Compute(sha, item.Buffer, 0, item.Length);
-                        found.Add(new KeyValuePair<long, BlockHash>(item.Index, hash));
-                        if (parent?.Find(item.Index) != hash) Interlocked.Add(ref changed, item.Length);
-                        if (!_store.TryClaim(hash)) continue;
                         try
                         {
-                            int n = compressor.Wrap(new ReadOnlySpan<byte>(item.Buffer, 0, item.Length), compressed);
-                            long added = n < item.Length
-                                ? _store.Add(hash, compressed, n, item.Length, BlobCompression.Zstd)
-                                : _store.Add(hash, item.Buffer, item.Length, item.Length, BlobCompression.None);
-                            Interlocked.Add(ref fresh, item.Length);
-                            Interlocked.Add(ref stored, added);
+                            if (IsZero(buffer, length))
+                            {
+                                if (parent?.Find(index) != null) Interlocked.Add(ref changed, length);
+                                continue;
+                            }
+                            var hash = BlockHash.Compute(sha, buffer, 0, length);
+                            found.Add(new KeyValuePair<long, BlockHash>(index, hash));
+                            if (parent?.Find(index) != hash) Interlocked.Add(ref changed, length);
+                            if (!_store.TryClaim(hash)) continue;
+                            try
+                            {
+                                compressed ??= new byte[BlockCodec.CompressBound(_blockSize)];
+                                int n = codec.Compress(buffer, length, compressed);
+                                long added = n < length
+                                    ? _store.Add(hash, compressed, n, length, BlobCompression.Zstd)
+                                    : _store.Add(hash, buffer, length, length, BlobCompression.None);
+                                Interlocked.Add(ref fresh, length);
+                                Interlocked.Add(ref stored, added);
+                            }
+                            catch
+                            {
+                                _store.Release(hash);
+                                throw;
+                            }
                         }
-                        catch
+                        finally
                         {
-                            _store.Release(hash);
-                            throw;
+                            progress?.Invoke(Interlocked.Increment(ref done), total);
                         }
                     }
-                    finally
-                    {
-                        free.Add(item.Buffer);
-                        progress?.Invoke(Interlocked.Increment(ref done), total);
-                    }
-                }
                 }
                 catch (Exception e) when (!(e is OperationCanceledException))
                 {
-                    failed.Cancel(); // the reader must not wait for workers that are gone
+                    failed.Cancel(); // the other threads stop at their next block
                     throw;
                 }
-            }, failed.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
-
+            }
+            var workers = Enumerable.Range(0, threads - 1)
+                .Select(_ => Task.Factory.StartNew(Work, failed.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default))
+                .ToList();
+            Exception? own = null;
             try
             {
-                foreach (long index in toRead)
-                {
-                    failed.Token.ThrowIfCancellationRequested();
-                    long offset = index * _blockSize;
-                    int length = (int)Math.Min(_blockSize, virtualSize - offset);
-                    var buffer = free.Take(failed.Token);
-                    image.Read(offset, buffer, 0, length);
-                    read += length;
-                    queue.Add((index, buffer, length), failed.Token);
-                }
-                queue.CompleteAdding();
+                Work(); // the calling thread is one of them
             }
-            catch (Exception readFailure)
+            catch (Exception e)
             {
-                failed.Cancel();
-                queue.CompleteAdding();
-                var fault = WaitQuietly(workers);
-                // A worker's failure (a full disk, an unreachable share) is the cause; the reader only saw the cancellation.
-                if (readFailure is OperationCanceledException && fault != null) throw fault;
-                throw;
+                own = e;
             }
-            var workerFault = WaitQuietly(workers);
-            if (workerFault != null) throw workerFault;
+            var fault = WaitQuietly(workers.ToArray());
+            // A real failure (a full disk, an unreadable image) is the cause; the others only saw the cancellation.
+            if (own != null && !(own is OperationCanceledException)) throw own;
+            if (fault != null) throw fault;
+            if (own != null) throw own;
+            cancellationToken.ThrowIfCancellationRequested();
 
             stats.ReadBytes += read;
             stats.ChangedBytes += changed;

@@ -28,7 +28,7 @@ namespace VmCheckpoint.Core.Repository
         private readonly Dictionary<string, FileStream> _open = new Dictionary<string, FileStream>(StringComparer.Ordinal);
         private readonly LinkedList<string> _lru = new LinkedList<string>();
         private readonly SHA256 _sha = SHA256.Create();
-        private readonly ZstdSharp.Decompressor _decompressor = new ZstdSharp.Decompressor();
+        private readonly BlockCodec _codec = new BlockCodec();
         private byte[] _stored = new byte[0];
 
         public BlockReader(BlockStore store, RepositoryLayout layout)
@@ -60,9 +60,9 @@ namespace VmCheckpoint.Core.Repository
             {
                 try
                 {
-                    length = _decompressor.Unwrap(new ReadOnlySpan<byte>(_stored, 0, location.StoredLength), new Span<byte>(destination, 0, location.RawLength));
+                    length = _codec.Decompress(_stored, location.StoredLength, destination, location.RawLength);
                 }
-                catch (Exception e) when (!(e is OutOfMemoryException))
+                catch (InvalidDataException e)
                 {
                     throw new BlockDamagedException(hash.ToString(), $"Block {hash} in pack {location.PackId} does not decompress: {e.Message}");
                 }
@@ -115,7 +115,7 @@ namespace VmCheckpoint.Core.Repository
             foreach (var s in _open.Values) s.Dispose();
             _open.Clear();
             _sha.Dispose();
-            _decompressor.Dispose();
+            _codec.Dispose();
         }
     }
 }

@@ -8,7 +8,8 @@ namespace VmCheckpoint.Core.Disks.Qcow2
     /// <summary>
     /// Writes a qcow2 v3 image (64 KiB clusters, 16-bit refcounts, no compression) from ascending writes.
     /// Data clusters and L2 tables are appended as they come, holding one L2 table in memory; the L1 table,
-    /// refcount structures and finally the header are written by <see cref="Complete"/>.
+    /// refcount structures and finally the header are written by <see cref="Complete"/>, which flushes the file to
+    /// disk; writeback of the data starts while it is written (<see cref="WriteBehind"/>), so that flush is short.
     /// </summary>
     internal sealed class Qcow2ImageWriter : IDiskImageWriter
     {
@@ -24,6 +25,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
 
         private readonly FileStream _file;
         private readonly SequentialClusterBuffer _buffer;
+        private readonly WriteBehind _writeBehind;
         private readonly ulong[] _l1;
         private readonly ulong[] _l2 = new ulong[L2EntryCount];
         private readonly byte[] _tableBytes = new byte[ClusterSize];
@@ -45,6 +47,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             _l1 = new ulong[l1Size];
             _file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read, bufferSize: 1);
             _buffer = new SequentialClusterBuffer(ClusterSize, virtualSize, WriteDataCluster);
+            _writeBehind = new WriteBehind(_file);
         }
 
         public string Path { get; }
@@ -120,6 +123,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             // Whole clusters, zero padded past the disk's end, keep the file cluster aligned.
             Array.Clear(cluster, length, ClusterSize - length);
             StreamIO.WriteAt(_file, host, cluster, 0, ClusterSize);
+            _writeBehind.Written(host + ClusterSize);
             _l2[clusterIndex & (L2EntryCount - 1)] = (ulong)host | FlagCopied;
         }
 
@@ -133,6 +137,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             }
 
             StreamIO.WriteAt(_file, host, _tableBytes, 0, ClusterSize);
+            _writeBehind.Written(host + ClusterSize);
             _l1[_currentL2] = (ulong)host | FlagCopied;
             _currentL2 = -1;
         }

@@ -11,6 +11,7 @@ namespace VmCheckpoint.Core.Disks.Raw
 
         private readonly FileStream _file;
         private readonly SequentialClusterBuffer _buffer;
+        private readonly WriteBehind _writeBehind;
         private bool _completed;
 
         public RawImageWriter(string path, long virtualSize)
@@ -31,6 +32,7 @@ namespace VmCheckpoint.Core.Disks.Raw
             }
 
             _buffer = new SequentialClusterBuffer(ClusterSize, virtualSize, WriteCluster);
+            _writeBehind = new WriteBehind(_file);
         }
 
         public string Path { get; }
@@ -57,7 +59,10 @@ namespace VmCheckpoint.Core.Disks.Raw
             _file.Dispose();
         }
 
-        private void WriteCluster(long clusterIndex, byte[] cluster, int length) =>
+        private void WriteCluster(long clusterIndex, byte[] cluster, int length)
+        {
             StreamIO.WriteAt(_file, clusterIndex * ClusterSize, cluster, 0, length);
+            _writeBehind.Written(clusterIndex * ClusterSize + length);
+        }
     }
 }
