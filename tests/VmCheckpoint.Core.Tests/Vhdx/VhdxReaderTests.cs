@@ -44,4 +44,20 @@ public sealed class VhdxReaderTests
         }
         Tool.Run("qemu-img", "compare", "-q", "-f", "raw", "-F", "vhdx", raw, image);
     }
+
+    [Fact]
+    public void A_block_allocated_for_one_small_write_reports_only_that_write_as_data()
+    {
+        // qemu allocates a whole payload block for a write and leaves its unwritten sectors as holes of the file:
+        // those read as zeros and must not be read at all (a sparse disk costs the time of its data).
+        using var temp = new TempFolder();
+        string image = temp.File("sparse-blocks.vhdx");
+        Tool.Run("qemu-img", "create", "-q", "-f", "vhdx", "-o", "subformat=dynamic,block_size=32M", image, (256L * 1024 * 1024).ToString());
+        Tool.QemuIo(image, $"write -P 0x6b {40 * 1024 * 1024 + 4096} {1024 * 1024}");
+        Tool.QemuIo(image, $"write -P 0x6c {200 * 1024 * 1024} 4096");
+        using VhdxImage vhdx = VhdxImage.Open(image);
+        long data = vhdx.GetDataExtents(0, vhdx.VirtualSize).Sum(e => e.Length);
+        Assert.InRange(data, 1024 * 1024 + 4096, 2 * 1024 * 1024);
+        ImageBytes.AssertExtentsCover(vhdx, ImageBytes.ReadAll(vhdx));
+    }
 }

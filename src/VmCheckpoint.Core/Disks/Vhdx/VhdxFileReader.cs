@@ -66,6 +66,19 @@ namespace VmCheckpoint.Core.Disks.Vhdx
                 ApplyOverlay(offset, buffer, index, count);
         }
 
+        /// <summary>
+        /// The ranges of [offset, offset + length) of the file that may hold non-zero bytes: the file system's
+        /// allocated ranges (a hole reads as zeros, and qemu leaves the unwritten sectors of a block as holes), or
+        /// the whole range where replayed log writes land in it.
+        /// </summary>
+        public IEnumerable<DiskExtent> DataRanges(long offset, long length)
+        {
+            if (_overlay.Count != 0 && offset < _overlayEnd && offset + length > _overlayStart) return new[] { new DiskExtent(offset, length) };
+            long inFile = Math.Min(length, PhysicalLength - offset);
+            if (inFile <= 0) return new DiskExtent[0];
+            return SparseFile.GetAllocatedRanges(_stream, offset, inFile);
+        }
+
         private void ApplyOverlay(long offset, byte[] buffer, int index, int count)
         {
             long end = offset + count;

@@ -271,7 +271,7 @@ namespace VmCheckpoint.Core.Disks.Vhdx
                 {
                     if (piece.Kind == PieceKind.Zero) continue;
                     IEnumerable<DiskExtent> found = piece.Kind == PieceKind.File
-                        ? new[] { new DiskExtent(piece.GuestOffset, piece.Length) }
+                        ? HostDataAsGuest(piece)
                         : _parent!.GetDataExtents(piece.GuestOffset, piece.Length);
                     foreach (DiskExtent extent in found)
                     {
@@ -288,6 +288,22 @@ namespace VmCheckpoint.Core.Disks.Vhdx
                 at = blockEnd;
             }
             if (pendingStart >= 0) yield return new DiskExtent(pendingStart, pendingEnd - pendingStart);
+        }
+
+        /// <summary>
+        /// A present piece's data, less the holes of the file under it: a block qemu allocated for one write is
+        /// mostly holes, and reading them would cost the time of zeros (the bench's scattered 1 MiB writes into
+        /// 32 MiB blocks read 31 MiB of zeros each).
+        /// </summary>
+        private IEnumerable<DiskExtent> HostDataAsGuest(Piece piece)
+        {
+            long shift = piece.GuestOffset - piece.HostOffset;
+            foreach (DiskExtent host in _file.DataRanges(piece.HostOffset, piece.Length))
+            {
+                long from = Math.Max(host.Offset, piece.HostOffset);
+                long to = Math.Min(host.End, piece.HostOffset + piece.Length);
+                if (to > from) yield return new DiskExtent(from + shift, to - from);
+            }
         }
 
         public void Read(long offset, byte[] buffer, int index, int count)
