@@ -10,7 +10,9 @@
       restore      a restore of the latest backup into an empty folder, then checked against the image
     Every step is one whole process, measured by /usr/bin/time (elapsed seconds and peak RSS). VmCheckpoint runs
     as a fresh PowerShell process that imports the module and calls one cmdlet, so that, like the peers, its
-    start-up is part of its time. The page cache is dropped before every step (when the script may) so that no
+    start-up is part of its time. Before the full and the incremental steps the image is read once, so that a
+    virtual machine's host caches it alike for every tool (the first reader of a fresh file would otherwise pay the
+    host's cold read alone). The page cache is dropped before every step (when the script may) so that no
     tool reads what an earlier one left in memory.
 
     Prints a table per step with each tool's seconds and peak memory and VmCheckpoint's ratio to each peer, the
@@ -146,6 +148,15 @@ function ConvertTo-PSLiteral([string] $Text) { "'" + ($Text -replace "'", "''") 
 # Drops the page cache so that every step reads the image and repositories from disk, as after a reboot, and no
 # tool profits from what the previous one read. Needs root; without it the run goes on and says so.
 $script:CacheDropWorks = $null
+# Reads a file once, whole, and throws it away. On a virtual machine the host caches the guest's disk too, beyond
+# the reach of drop_caches: the first tool to read a freshly written image pays the host's cold read and the next
+# ones do not. Reading it once before a step gives every tool the same start (the guest's cache is dropped after).
+function Read-Through([string] $Path) {
+    $buffer = [byte[]]::new(8MB)
+    $stream = [IO.File]::OpenRead($Path)
+    try { while ($stream.Read($buffer, 0, $buffer.Length) -gt 0) { } } finally { $stream.Dispose() }
+}
+
 function Clear-PageCache {
     & sync
     try {
@@ -510,6 +521,7 @@ try {
     $startup = Invoke-TimedStep -Tool 'VmCheckpoint' -Step 'startup' -Command (Get-VmCheckpointCommand '$null = Get-Command Invoke-VmCheckpoint')
 
     Write-Section 'Full backup'
+    Read-Through $Disk
     foreach ($tool in $Tools) { Invoke-TimedStep -Tool $tool -Step 'full' -Command $plans[$tool].Full -WorkingDirectory $Source | Out-Null }
 
     Write-Section "$ChangeCount scattered 1 MiB writes of random data (seed $Seed)"
@@ -518,6 +530,7 @@ try {
     Write-Host "  $DiskFileName is now $(Format-Number ($diskBytesAfter / $GiB) '0.00') GiB"
 
     Write-Section 'Incremental backup'
+    Read-Through $Disk
     foreach ($tool in $Tools) {
         if ($Failures.Contains($tool)) { continue }
         Invoke-TimedStep -Tool $tool -Step 'incremental' -Command $plans[$tool].Incremental -WorkingDirectory $Source | Out-Null
@@ -547,6 +560,8 @@ try {
     Write-Section "The same disk as VHDX: $(2 * $FormatRounds) full checkpoints of the qcow2 and of a VHDX copy, ABBA order (VmCheckpoint only)"
     $vhdx = Join-Path $Work 'disk.vhdx'
     Invoke-Native qemu-img @('convert', '-f', 'qcow2', '-O', 'vhdx', '-o', 'subformat=dynamic', $Disk, $vhdx) | Out-Null
+    Read-Through $Disk
+    Read-Through $vhdx
     $formatTimes = @{ qcow2 = [Collections.Generic.List[double]]::new(); vhdx = [Collections.Generic.List[double]]::new() }
     $order = for ($i = 0; $i -lt $FormatRounds; $i++) { if ($i % 2 -eq 0) { 'qcow2', 'vhdx' } else { 'vhdx', 'qcow2' } }
     $round = 0
