@@ -107,6 +107,30 @@ Describe 'Hyper-V checkpoints with Resilient Change Tracking (stand-in)' {
     }
 }
 
+Describe 'Hyper-V change tracking across a checkpoint with memory (stand-in)' {
+    It 'keeps the last reference point through a checkpoint with memory, so the next one is still incremental' {
+        $vm = New-HvVm 'hv-carry'
+        $id = (Get-VM -Name $vm.Name).Id
+        $points = { @(Get-CimInstance -Namespace root/virtualization/v2 -ClassName Msvm_VirtualSystemReferencePoint -Filter "VirtualSystemIdentifier='$id'") }
+        Invoke-VmCheckpoint -Hypervisor HyperV -Name $vm.Name -Repository $repo | Out-Null
+        Write-StandInGuestData -VMName $vm.Name -Offset 30MB -Seed 51
+        $withMemory = Invoke-VmCheckpoint -Hypervisor HyperV -Name $vm.Name -IncludeMemory -Repository $repo
+        $withMemory.IncludesMemory | Should -BeTrue
+        (& $points).Count | Should -Be 1
+        Write-StandInGuestData -VMName $vm.Name -Offset 50MB -Seed 52
+        $next = Invoke-VmCheckpoint -Hypervisor HyperV -Name $vm.Name -Repository $repo
+        $next.ReadBytes | Should -Be 2MB        # changes since the first checkpoint's reference point: a superset, never less
+        (& $points).Count | Should -Be 1        # the carried point was replaced, not leaked
+        $ref = Copy-HvDisk $vm.Disk (Join-Path $work 'carry-ref.raw')
+        $out = Restore-VmCheckpoint -Name $vm.Name -Id $next.Id -Destination (Join-Path $work 'carry') -DiskFormat raw -Repository $repo
+        Test-SameImage -Expected $ref -Actual $out.Path | Should -BeTrue
+        # -Full reads everything and still replaces the reference point
+        $full = Invoke-VmCheckpoint -Hypervisor HyperV -Name $vm.Name -Full -Repository $repo
+        $full.ReadBytes | Should -Be 4MB
+        (& $points).Count | Should -Be 1
+    }
+}
+
 Describe 'Hyper-V change tracking that fails (stand-in)' {
     It 'reads the present blocks when GetVirtualDiskChanges fails, stores only what changed, and says why' {
         $vm = New-HvVm 'hv-rctfail'

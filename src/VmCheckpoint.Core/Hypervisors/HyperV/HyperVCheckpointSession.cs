@@ -31,6 +31,8 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
         private VmRunLock? _lock;
         private HyperVSnapshot? _snapshot;
         private HyperVReferencePoint? _parentPoint;
+        private HyperVReferencePoint? _carriedPoint;
+        private HyperVReferencePoint? _previousPoint;
         private HyperVReferencePoint? _newPoint;
         private bool _rct;
         private bool _committed;
@@ -82,15 +84,28 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
         {
             _lock = VmRunLock.Take(_vm.Id, _vm.Name);
             RemoveLeftovers();
-            _rct = _tracking != null && _vm.SupportsRct && !plan.IncludeMemory;
+            bool rctCapable = _tracking != null && _vm.SupportsRct;
+            _rct = rctCapable && !plan.IncludeMemory;
             if (_tracking != null && !_vm.SupportsRct)
                 _notes.Add($"'{VmName}' has configuration version {_vm.Version}: no Resilient Change Tracking before 6.2, so every present block was read and only changed ones stored.");
-            if (_rct && !plan.Full && plan.ParentTrackingId != null)
+            if (rctCapable && plan.ParentTrackingId != null)
             {
-                _parentPoint = _tracking!.GetReferencePoints(_vm).FirstOrDefault(p => p.Id == plan.ParentTrackingId);
-                if (_parentPoint is null)
-                    _notes.Add($"Reference point {plan.ParentTrackingId} of the last stored checkpoint is gone from Hyper-V: every present block was read and only changed ones stored.");
+                try
+                {
+                    _parentPoint = _tracking!.GetReferencePoints(_vm).FirstOrDefault(p => p.Id == plan.ParentTrackingId);
+                    if (_parentPoint is null)
+                        _notes.Add($"Reference point {plan.ParentTrackingId} of the last stored checkpoint is gone from Hyper-V: every present block was read and only changed ones stored.");
+                }
+                catch (HyperVException e)
+                {
+                    _notes.Add($"The reference points of '{VmName}' cannot be listed ({e.Message}): every present block was read and only changed ones stored.");
+                }
             }
+            // A checkpoint taken without RCT (with memory) reads everything, but the last reference point still holds:
+            // changes since it are a superset of changes since this checkpoint, so the next run can use it.
+            _previousPoint = _parentPoint;
+            if (!_rct) _carriedPoint = _parentPoint;
+            if (!_rct || plan.Full) _parentPoint = null;
             bool withMemory = plan.IncludeMemory && string.Equals(_vm.State, "Running", StringComparison.OrdinalIgnoreCase);
             if (plan.IncludeMemory && !withMemory)
                 _reporter.Warning($"'{VmName}' is {_vm.State}, not running: its memory state cannot be taken; its disks are.");
@@ -106,6 +121,7 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
                 {
                     _notes.Add($"A recovery checkpoint was refused ({e.Message}); a production checkpoint was taken and every present block read.");
                     _rct = false;
+                    _carriedPoint = _previousPoint;
                     _parentPoint = null;
                 }
             }
@@ -218,6 +234,7 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
                 else
                 {
                     _module.RemoveSnapshot(_vm.Name, _snapshot.Id);
+                    NewTrackingId = _carriedPoint?.Id;
                 }
                 _snapshot = null;
             }
@@ -228,10 +245,10 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
         {
             Seal();
             // The new reference point is the next run's parent; the old one only costs Hyper-V tracking.
-            if (_parentPoint != null && _newPoint != null)
+            if (_previousPoint != null && _newPoint != null)
             {
-                try { _tracking!.DestroyReferencePoint(_vm, _parentPoint); }
-                catch (HyperVException e) { _reporter.Warning($"Reference point {_parentPoint.Id} of '{VmName}' is left behind: {e.Message}"); }
+                try { _tracking!.DestroyReferencePoint(_vm, _previousPoint); }
+                catch (HyperVException e) { _reporter.Warning($"Reference point {_previousPoint.Id} of '{VmName}' is left behind: {e.Message}"); }
             }
             _committed = true;
         }
