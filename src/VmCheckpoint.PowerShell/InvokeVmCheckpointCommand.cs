@@ -108,8 +108,7 @@ namespace VmCheckpoint.PowerShell
             }
         }
 
-        private bool IsHyperV => string.Equals(Hypervisor, HypervisorNames.HyperV, System.StringComparison.OrdinalIgnoreCase);
-        private string? HostLocation => IsHyperV ? ComputerName : ConnectionUri;
+        private string? HostLocation => HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName);
 
         private void CheckpointVms()
         {

@@ -104,8 +104,8 @@ namespace VmCheckpoint.PowerShell
                 WriteError(new ErrorRecord(new ItemNotFoundException($"Checkpoint {chosen.Id} was removed meanwhile."), "CheckpointNotFound", ErrorCategory.ObjectNotFound, chosen.Id));
                 return;
             }
-            string hypervisor = Hypervisor ?? (chosen.Hypervisor == Core.Hypervisors.HypervisorNames.HyperV ? Core.Hypervisors.HypervisorNames.HyperV : Core.Hypervisors.HypervisorNames.Libvirt);
-            bool hyperV = hypervisor == Core.Hypervisors.HypervisorNames.HyperV;
+            string hypervisor = Core.Hypervisors.HypervisorNames.Canonical(Hypervisor ?? chosen.Hypervisor);
+            bool hyperV = Core.Hypervisors.HypervisorNames.IsHyperV(hypervisor);
             bool register = Register || Start || ResumeMemory || NewName != null;
             string host = hyperV ? ComputerName ?? "this Hyper-V host" : ConnectionUri;
             var format = DiskFormat is null
@@ -123,7 +123,7 @@ namespace VmCheckpoint.PowerShell
                 {
                     var result = RunJob("Restoring " + Name, (reporter, token) =>
                     {
-                        using var target = ConnectHypervisor(hypervisor, hyperV ? ComputerName : ConnectionUri);
+                        using var target = ConnectHypervisor(hypervisor, Core.Hypervisors.HypervisorNames.HostLocation(hypervisor, ConnectionUri, ComputerName));
                         return new VmRestoreJob(repository, Catalog, target, reporter).Run(request, NewName, Start, ResumeMemory, token);
                     });
                     WriteObject(result);

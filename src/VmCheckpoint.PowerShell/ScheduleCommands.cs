@@ -72,7 +72,7 @@ namespace VmCheckpoint.PowerShell
                     Repository = repository.Path,
                     CatalogPath = CatalogPath is null ? null : ResolvePath(CatalogPath),
                     ConnectionUri = ConnectionUri,
-                    Hypervisor = string.Equals(Hypervisor, Core.Hypervisors.HypervisorNames.HyperV, StringComparison.OrdinalIgnoreCase) ? Core.Hypervisors.HypervisorNames.HyperV : Core.Hypervisors.HypervisorNames.Libvirt,
+                    Hypervisor = Core.Hypervisors.HypervisorNames.Canonical(Hypervisor),
                     ComputerName = ComputerName,
                     IncludeMemory = IncludeMemory,
                     KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly,
@@ -184,7 +184,7 @@ namespace VmCheckpoint.PowerShell
                 var store = new ScheduleStore();
                 var s = store.Find(Name) ?? throw new ItemNotFoundException($"No schedule named '{Name}'.");
                 if (CatalogPath is null && s.CatalogPath != null) CatalogPath = s.CatalogPath;
-                foreach (var o in RunJob("Scheduled run " + Name, (reporter, token) => new ScheduledRun(store, Catalog, reporter, (schedule, where) => ConnectHypervisor(schedule.IsHyperV ? Core.Hypervisors.HypervisorNames.HyperV : Core.Hypervisors.HypervisorNames.Libvirt, where)).Execute(s, token))) WriteObject(o);
+                foreach (var o in RunJob("Scheduled run " + Name, (reporter, token) => new ScheduledRun(store, Catalog, reporter, (schedule, where) => ConnectHypervisor(Core.Hypervisors.HypervisorNames.Canonical(schedule.Hypervisor), where)).Execute(s, token))) WriteObject(o);
             }
             catch (PipelineStoppedException) { throw; }
             catch (ScheduleOverlapException e) { ThrowTerminatingError(new ErrorRecord(e, "ScheduleOverlap", ErrorCategory.ResourceBusy, Name)); }

@@ -163,7 +163,7 @@ namespace VmCheckpoint.PowerShell
         /// </summary>
         protected Core.Hypervisors.IHypervisor ConnectHypervisor(string hypervisor, string? location)
         {
-            if (string.Equals(hypervisor, Core.Hypervisors.HypervisorNames.HyperV, StringComparison.OrdinalIgnoreCase))
+            if (Core.Hypervisors.HypervisorNames.IsHyperV(hypervisor))
             {
                 var host = new HyperV.HyperVRunspaceHost((script, args) => OnPipelineThread(() =>
                     InvokeCommand.InvokeScript(script, true, System.Management.Automation.Runspaces.PipelineResultTypes.None, null, args)), location);

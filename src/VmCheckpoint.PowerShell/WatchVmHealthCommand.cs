@@ -1,7 +1,5 @@
 using System;
-using System.Collections.Concurrent;
 using System.Management.Automation;
-using System.Threading.Tasks;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Health;
 using VmCheckpoint.Core.Hypervisors;
@@ -74,8 +72,8 @@ namespace VmCheckpoint.PowerShell
                     Action = Action, TargetUri = TargetConnectionUri, MaxAttempts = MaxAttempts,
                     Cooldown = Cooldown, Interval = Interval, RestoreFolder = ResolvePath(RestorePath),
                 };
-                bool hyperV = string.Equals(Hypervisor, HypervisorNames.HyperV, StringComparison.OrdinalIgnoreCase);
-                string location = hyperV ? ComputerName ?? "" : ConnectionUri;
+                bool hyperV = HypervisorNames.IsHyperV(Hypervisor);
+                string location = HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName) ?? "";
                 if (!ShouldProcess(Name is null ? $"every VM of {(hyperV ? ComputerName ?? "this Hyper-V host" : ConnectionUri)}" : string.Join(", ", Name), $"Watch and {Action} on failure")) return;
                 Func<string, IHypervisor> connect = where => ConnectHypervisor(Hypervisor, where.Length == 0 ? null : where);
                 if (Once)

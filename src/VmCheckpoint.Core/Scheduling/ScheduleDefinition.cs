@@ -45,10 +45,10 @@ namespace VmCheckpoint.Core.Scheduling
         /// <summary>The files the scheduler reads (unit files, cron file), for Get- and Unregister-.</summary>
         public List<string> Files { get; set; } = new List<string>();
 
-        public bool IsHyperV => string.Equals(Hypervisor, Hypervisors.HypervisorNames.HyperV, StringComparison.OrdinalIgnoreCase);
+        public bool IsHyperV => Hypervisors.HypervisorNames.IsHyperV(Hypervisor);
 
         /// <summary>Where the schedule's VMs run: the libvirt URI (null: the default), or the Hyper-V computer name (null: this one).</summary>
-        public string? HostLocation => IsHyperV ? ComputerName : ConnectionUri;
+        public string? HostLocation => Hypervisors.HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName);
 
         public static void ValidateName(string name)
         {

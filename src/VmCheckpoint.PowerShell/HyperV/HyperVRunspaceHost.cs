@@ -121,12 +121,16 @@ namespace VmCheckpoint.PowerShell.HyperV
                 "Wait-WmiJob $r 'ConvertToReferencePoint'; " +
                 "$rp = if ($r.ResultingReferencePoint) { Get-CimInstance -InputObject $r.ResultingReferencePoint } else { Get-CimAssociatedInstance -InputObject $r.Job -ResultClassName Msvm_VirtualSystemReferencePoint }; $rp",
                 vm.Id, snapshot.Id).Single();
-            return ToReferencePoint(o, vm.Name);
+            return ToReferencePoint(o, DrivesInOrder(vm.Name));
         }
 
-        public IReadOnlyList<HyperVReferencePoint> GetReferencePoints(HyperVVm vm) =>
-            Run("param($c, $id) " + CimPrologue + "Get-CimInstance @w -ClassName Msvm_VirtualSystemReferencePoint -Filter \"VirtualSystemIdentifier='$id'\"", vm.Id)
-                .Select(o => ToReferencePoint(o, vm.Name)).ToList();
+        public IReadOnlyList<HyperVReferencePoint> GetReferencePoints(HyperVVm vm)
+        {
+            var points = Run("param($c, $id) " + CimPrologue + "Get-CimInstance @w -ClassName Msvm_VirtualSystemReferencePoint -Filter \"VirtualSystemIdentifier='$id'\"", vm.Id);
+            if (points.Count == 0) return new List<HyperVReferencePoint>();
+            var drives = DrivesInOrder(vm.Name);
+            return points.Select(o => ToReferencePoint(o, drives)).ToList();
+        }
 
         public void DestroyReferencePoint(HyperVVm vm, HyperVReferencePoint referencePoint) =>
             Run("param($c, $id, $rid) " + CimPrologue +
@@ -218,11 +222,13 @@ namespace VmCheckpoint.PowerShell.HyperV
         /// ResilientChangeTrackingIdentifiers holds one id per virtual disk; the disks are matched to them in the order
         /// of the VM's drives (by controller and location), which is the order Hyper-V lists them.
         /// </summary>
-        private HyperVReferencePoint ToReferencePoint(PSObject o, string vmName)
+        private List<HyperVHardDrive> DrivesInOrder(string vmName) =>
+            GetHardDiskDrives(vmName).OrderBy(d => d.ControllerType, StringComparer.OrdinalIgnoreCase).ThenBy(d => d.ControllerNumber).ThenBy(d => d.ControllerLocation).ToList();
+
+        private static HyperVReferencePoint ToReferencePoint(PSObject o, List<HyperVHardDrive> drives)
         {
             var point = new HyperVReferencePoint { Id = Text(o, "InstanceID") };
             var ids = (o.Properties["ResilientChangeTrackingIdentifiers"]?.Value as System.Collections.IEnumerable)?.Cast<object>().Select(x => x.ToString()!).ToList() ?? new List<string>();
-            var drives = GetHardDiskDrives(vmName).OrderBy(d => d.ControllerType, StringComparer.OrdinalIgnoreCase).ThenBy(d => d.ControllerNumber).ThenBy(d => d.ControllerLocation).ToList();
             for (int i = 0; i < Math.Min(ids.Count, drives.Count); i++) point.RctIds[drives[i].Path] = ids[i];
             return point;
         }
