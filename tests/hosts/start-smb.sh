@@ -67,6 +67,9 @@ for tool in smbd smbnetfs fusermount; do
 done
 [ -c /dev/fuse ] || fail "/dev/fuse does not exist: FUSE cannot work here (a container needs --device /dev/fuse), so the SMB share cannot be mounted"
 
+# A mount whose smbnetfs died (killed with the session or the CI run that started it) stays in the mount table
+# and answers "Transport endpoint is not connected" to everything, even mkdir -p: take it down first.
+if grep -qs " $mnt " /proc/mounts && ! stat "$mnt" >/dev/null 2>&1; then unmount; fi
 mkdir -p "$root"/{private,lock,state,cache,run,log,ncalrpc} "$backing" "$mnt" "$home/.smb"
 chmod 0777 "$backing"   # the guest account (nobody) writes here
 cat >"$conf" <<EOF
