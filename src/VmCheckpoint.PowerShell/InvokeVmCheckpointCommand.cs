@@ -53,7 +53,15 @@ namespace VmCheckpoint.PowerShell
 
         /// <summary>Read every allocated block instead of only the changed ones (blocks are still stored only once).</summary>
         [Parameter(ParameterSetName = LiveSet)]
+        [Parameter(ParameterSetName = DiskPathSet)]
         public SwitchParameter Full { get; set; }
+
+        /// <summary>
+        /// With -DiskPath: only read the files. By default a qcow2 file gets a persistent dirty bitmap (qemu-img bitmap),
+        /// so that the next checkpoint reads only what was written since this one.
+        /// </summary>
+        [Parameter(ParameterSetName = DiskPathSet)]
+        public SwitchParameter NoChangeTracking { get; set; }
 
         private readonly List<string> _paths = new List<string>();
         private readonly List<string> _vms = new List<string>();
@@ -142,21 +150,10 @@ namespace VmCheckpoint.PowerShell
             string name = Name[0];
             var repository = OpenSynchronized();
             if (!ShouldProcess($"{name} ({string.Join(", ", _paths)})", $"Checkpoint into {repository.Path}")) return;
-            List<DiskSource> disks;
             try
             {
-                disks = CheckpointJob.OpenDiskFiles(_paths);
-            }
-            catch (Exception e)
-            {
-                Catalog.FinishJob(Catalog.StartJob("Checkpoint", name, repository), JobResult.Failed, e.Message);
-                ThrowTerminatingError(ToErrorRecord(e, "OpenDisk", _paths.Count == 1 ? _paths[0] : (object)_paths.ToArray()));
-                return;
-            }
-            try
-            {
-                var request = new CheckpointRequest(name, disks);
-                var manifest = RunJob("Checkpointing " + name, (reporter, token) => new CheckpointJob(repository, Catalog, reporter).Run(request, token));
+                var plan = new ImageFilePlan { Full = Full, ChangeTracking = !NoChangeTracking };
+                var manifest = RunJob("Checkpointing " + name, (reporter, token) => new ImageFileCheckpointJob(repository, Catalog, reporter).Run(name, _paths, plan, token));
                 WriteObject(Catalog.GetCheckpoints(repository.Id, c => c.Id == manifest.Id).First());
             }
             catch (PipelineStoppedException)
@@ -165,11 +162,15 @@ namespace VmCheckpoint.PowerShell
             }
             catch (Exception e)
             {
-                ThrowTerminatingError(ToErrorRecord(e, "Checkpoint", name));
-            }
-            finally
-            {
-                foreach (var d in disks) d.Image.Dispose();
+                // A file that cannot be opened is named as the target; anything later is the VM's checkpoint failing.
+                object target = e switch
+                {
+                    Core.Disks.CorruptImageException c => c.ImagePath,
+                    System.IO.FileNotFoundException f when f.FileName != null => f.FileName,
+                    _ => name,
+                };
+                bool opening = e is Core.Disks.CorruptImageException || e is System.IO.FileNotFoundException || e is ArgumentException;
+                ThrowTerminatingError(ToErrorRecord(e, opening ? "OpenDisk" : "Checkpoint", target));
             }
         }
     }

@@ -37,6 +37,33 @@ Describe 'Invoke-VmCheckpoint -DiskPath' {
         $c.StoredBytes | Should -BeLessOrEqual 1MB
     }
 
+    It 'reads only the blocks written since the last checkpoint: the qcow2 keeps a persistent dirty bitmap' {
+        Write-TestData -Path $disk -Offsets (40MB + 512), (50MB) -Length 4096 -Seed 10
+        $copy = Join-Path $work 'web-now.qcow2'
+        Copy-Item $disk $copy
+        $c = Invoke-VmCheckpoint -Name web -DiskPath $disk -Repository $repo
+        $c.ReadBytes | Should -Be 2MB            # two 1 MiB blocks of the 7 MiB of data
+        $c.ChangedBytes | Should -Be 2MB
+        $bitmaps = @((& qemu-img info -U --output=json $disk | ConvertFrom-Json).'format-specific'.data.bitmaps)
+        $bitmaps.Count | Should -Be 1            # the bitmap of the checkpoint before is gone
+        $bitmaps[0].name | Should -BeLike 'vmcheckpoint-*'
+        $bitmaps[0].flags | Should -Be 'auto'
+        $out = Join-Path $work 'tracked-restore'
+        $c | Restore-VmCheckpoint -Destination $out -Repository $repo | Out-Null
+        Test-SameImage (Join-Path $out 'web.qcow2') $copy | Should -BeTrue
+        Remove-Item $copy, $out -Recurse -Force
+    }
+
+    It 'only reads the files with -NoChangeTracking, and reads every data block with -Full' {
+        $plain = New-TestImage -Path (Join-Path $work 'plain.qcow2') -Size 16MB -Offsets 0, 9MB -Seed 12
+        $hash = (Get-FileHash $plain).Hash
+        Invoke-VmCheckpoint -Name plain -DiskPath $plain -Repository $repo -NoChangeTracking | Out-Null
+        (Invoke-VmCheckpoint -Name plain -DiskPath $plain -Repository $repo -NoChangeTracking).ReadBytes | Should -Be 2MB
+        (Get-FileHash $plain).Hash | Should -Be $hash
+        (& qemu-img info -U --output=json $plain | ConvertFrom-Json).'format-specific'.data.bitmaps | Should -BeNullOrEmpty
+        (Invoke-VmCheckpoint -Name web -DiskPath $disk -Repository $repo -Full).ReadBytes | Should -Be 7MB   # blocks 0, 5, 20, 30, 40, 50, 63
+    }
+
     It 'deduplicates across VMs: a copy of the image stores nothing' {
         $copy = Join-Path $work 'copy.qcow2'
         Copy-Item $disk $copy
@@ -88,7 +115,9 @@ Describe 'Invoke-VmCheckpoint -DiskPath' {
         $fs = [IO.File]::OpenWrite($bad); $fs.Position = 40; $fs.Write([byte[]](0, 0, 0, 0x10, 0, 0, 0, 0), 0, 8); $fs.Dispose()
         $before = Get-RepositoryFiles $repo
         $count = @(Get-VmCheckpoint -Repository $repo).Count
+        $hash = (Get-FileHash $bad).Hash
         $e = { Invoke-VmCheckpoint -Name bad -DiskPath $bad -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
+        (Get-FileHash $bad).Hash | Should -Be $hash   # not even a bitmap was added
         $e.CategoryInfo.Category | Should -Be 'InvalidData'
         $e.Exception.Message | Should -BeLike "*bad.qcow2*"
         Get-RepositoryFiles $repo | Should -Be $before

@@ -33,6 +33,11 @@ namespace VmCheckpoint.Core.Jobs
         public DiskSource? Memory { get; set; }
         /// <summary>Called after every block is stored, before the manifest is written: the change-tracking reference to record.</summary>
         public Func<string?>? SealChangeTracking { get; set; }
+        /// <summary>
+        /// The checkpoint the disks' changed ranges are relative to. If another checkpoint of the VM became the latest
+        /// meanwhile, the ranges describe the wrong parent: every data block is then read instead.
+        /// </summary>
+        public string? ChangesSince { get; set; }
         /// <summary>How long the VM was paused for this checkpoint.</summary>
         public double PauseSeconds { get; set; }
         /// <summary>How long to wait while blocks are being reclaimed by another process.</summary>
@@ -120,6 +125,12 @@ namespace VmCheckpoint.Core.Jobs
                 ChangeTrackingId = request.ChangeTrackingId,
             };
             manifest.Statistics.PauseSeconds = request.PauseSeconds;
+            bool useChanges = true;
+            if (request.Disks.Any(d => d.ChangedExtents != null) && parent != null && request.ChangesSince != parent.Id)
+            {
+                useChanges = false;
+                _reporter.Warning($"The changes were tracked since checkpoint {request.ChangesSince ?? "(none)"}, but the latest checkpoint of '{request.VmName}' is now {parent.Id}: every data block is read.");
+            }
             var uploader = new DiskUploader(store, _repository.BlockSize);
             const string activity = "Checkpointing";
             for (int i = 0; i < request.Disks.Count; i++)
@@ -135,7 +146,7 @@ namespace VmCheckpoint.Core.Jobs
                     if (percent == lastPercent) return;
                     lastPercent = percent;
                     _reporter.Progress(activity, status, percent);
-                }, cancellationToken);
+                }, cancellationToken, useChanges);
                 manifest.Disks.Add(new DiskManifest(disk.Name, disk.SourcePath, disk.Image.Format, disk.Image.VirtualSize, table));
             }
             if (request.Memory != null)

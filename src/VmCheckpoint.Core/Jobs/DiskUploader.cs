@@ -31,17 +31,19 @@ namespace VmCheckpoint.Core.Jobs
         }
 
         /// <summary>Reads the disk and returns its complete block table.</summary>
-        public BlockTable Upload(DiskSource source, BlockTable? parent, CheckpointStatistics stats, Action<long, long>? progress, CancellationToken cancellationToken)
+        /// <param name="useChanges">Whether the source's changed ranges are relative to <paramref name="parent"/>; if not, every data block is read.</param>
+        public BlockTable Upload(DiskSource source, BlockTable? parent, CheckpointStatistics stats, Action<long, long>? progress, CancellationToken cancellationToken, bool useChanges = true)
         {
             var image = source.Image;
             long virtualSize = image.VirtualSize;
             long blockCount = (virtualSize + _blockSize - 1) / _blockSize;
             var result = new List<KeyValuePair<long, BlockHash>>();
-            var toRead = BlocksToRead(source, parent, blockCount);
+            var changes = useChanges && parent != null ? source.ChangedExtents : null;
+            var toRead = BlocksToRead(source.Image, changes, blockCount);
 
             long holes = 0;
             // Blocks outside the changed ranges are the parent's, unchanged (a synthetic full).
-            if (source.ChangedExtents != null && parent != null)
+            if (changes != null && parent != null)
             {
                 var readSet = new HashSet<long>(toRead);
                 for (int i = 0; i < parent.Count; i++)
@@ -174,12 +176,10 @@ namespace VmCheckpoint.Core.Jobs
         }
 
         /// <summary>Block indexes to read, ascending: those touched by the changed (or else the data) extents.</summary>
-        private List<long> BlocksToRead(DiskSource source, BlockTable? parent, long blockCount)
+        private List<long> BlocksToRead(IDiskImage image, IReadOnlyList<DiskExtent>? changes, long blockCount)
         {
             // Changed ranges only describe a disk relative to its parent; without one, every data block is read.
-            var extents = source.ChangedExtents != null && parent != null
-                ? source.ChangedExtents
-                : source.Image.GetDataExtents(0, source.Image.VirtualSize);
+            var extents = changes ?? image.GetDataExtents(0, image.VirtualSize);
             var list = new List<long>();
             long last = -1;
             foreach (var e in extents.OrderBy(x => x.Offset))

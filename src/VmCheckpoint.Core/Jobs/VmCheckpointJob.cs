@@ -53,6 +53,7 @@ namespace VmCheckpoint.Core.Jobs
                     VmId = session.VmId,
                     Configuration = session.Configuration,
                     Note = session.Note,
+                    ChangesSince = parent?.Id,
                     ChangeTrackingId = session.NewTrackingId,
                     SealChangeTracking = session.Seal,
                     Memory = session.Memory,

@@ -124,7 +124,7 @@ public sealed class CheckpointJobTests
         var image = new FaultyDiskImage(DiskImage.Open(path));
         CheckpointManifest m2;
         using (image)
-            m2 = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("live", new[] { new DiskSource("vda", image, changed) }));
+            m2 = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("live", new[] { new DiskSource("vda", image, changed) }) { ChangesSince = m1.Id });
 
         Assert.Equal(4L * Block, image.BytesRead);
         Assert.Equal(new long[] { 3 * Block, 10 * Block, 11 * Block, 20 * Block }, image.ReadOffsets.OrderBy(o => o));
@@ -135,6 +135,27 @@ public sealed class CheckpointJobTests
         Assert.Equal(23, m2.Disks[0].Blocks.Count);
         Assert.Null(m2.Disks[0].Blocks.Find(20));
         Assert.Equal(now, t.Restore(m2.Id, "vda"));
+    }
+
+    [Fact]
+    public void ChangedExtentsRelativeToAnOlderCheckpointAreNotTrusted()
+    {
+        // The ranges were tracked since m1, but m2 (taken meanwhile by another process or host, perhaps of another
+        // copy of the disk) is now the parent: the ranges say nothing about m2, so every data block is read instead.
+        using var t = new TestRepository();
+        string path = t.File("vda.raw");
+        ImageFiles.CreateRaw(path, 1 * MiB, (0, ImageFiles.Noise(1, 16 * Block)));
+        var m1 = t.Checkpoint("live", path);
+        ImageFiles.Patch(path, (5 * Block, ImageFiles.Noise(2, Block)));
+        t.Checkpoint("live", path);
+        var now = ImageFiles.Patch(path, (7 * Block, ImageFiles.Noise(3, Block)));
+        var image = new FaultyDiskImage(DiskImage.Open(path));
+        CheckpointManifest m3;
+        using (image)
+            m3 = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("live", new[] { new DiskSource("vda", image, new[] { new DiskExtent(7 * Block, Block) }) }) { ChangesSince = m1.Id });
+
+        Assert.Equal(16L * Block, image.BytesRead);
+        Assert.Equal(now, t.Restore(m3.Id, "vda"));
     }
 
     [Fact]

@@ -61,6 +61,35 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         public const int ExtensionAlignment = 8;
         public const uint ExtensionEnd = 0x00000000;
         public const uint ExtensionBackingFormat = 0xe2792aca;
+        public const uint ExtensionBitmaps = 0x23852875;
+
+        // Bitmaps extension: nb_bitmaps (4), reserved (4), bitmap_directory_size (8), bitmap_directory_offset (8).
+        public const int BitmapsExtensionLength = 24;
+        /// <summary>Autoclear bit 0: the bitmaps extension is consistent. A writer that does not know bitmaps clears it.</summary>
+        public const ulong AutoclearBitmaps = 1UL << 0;
+        /// <summary>qemu's own limits (QCOW2_MAX_BITMAPS, QCOW2_MAX_BITMAP_DIRECTORY_SIZE): nothing larger is real.</summary>
+        public const int MaxBitmaps = 65535;
+        public const long MaxBitmapDirectoryBytes = 1024L * MaxBitmaps;
+
+        // Bitmap directory entry (docs/interop/qcow2.txt, "Bitmap directory").
+        public const int BitmapEntryTableOffset = 0;
+        public const int BitmapEntryTableSize = 8;
+        public const int BitmapEntryFlags = 12;
+        public const int BitmapEntryType = 16;
+        public const int BitmapEntryGranularityBits = 17;
+        public const int BitmapEntryNameSize = 18;
+        public const int BitmapEntryExtraDataSize = 20;
+        public const int BitmapEntryFixedLength = 24;
+        public const uint BitmapFlagInUse = 1u << 0;
+        public const uint BitmapFlagAuto = 1u << 1;
+        public const uint BitmapFlagExtraDataCompatible = 1u << 2;
+        public const byte BitmapTypeDirty = 1;
+        public const int MinBitmapGranularityBits = 9;
+        public const int MaxBitmapGranularityBits = 31;
+        public const int MaxBitmapNameLength = 1023;
+        /// <summary>Bitmap table entry: bits 9-55 the data cluster; with no cluster, bit 0 says all ones.</summary>
+        public const ulong BitmapTableAllOnes = 1UL << 0;
+        public const ulong BitmapTableReservedMask = 0xff000000000001feUL;
 
         // L1 and L2 entries.
         public const int L1EntrySize = 8;

@@ -23,6 +23,12 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         public byte CompressionType { get; private set; }
         public string? BackingFileName { get; private set; }
         public string? BackingFormat { get; private set; }
+        public ulong AutoclearFeatures { get; private set; }
+        /// <summary>The bitmaps extension as the header gives it (checked when the directory is read), or zeros.</summary>
+        public int BitmapCount { get; private set; }
+        public long BitmapDirectorySize { get; private set; }
+        public long BitmapDirectoryOffset { get; private set; }
+        public bool HasBitmapsExtension { get; private set; }
 
         public bool IsDirty => (IncompatibleFeatures & IncompatDirty) != 0;
         public bool HasExtendedL2 => (IncompatibleFeatures & IncompatExtendedL2) != 0;
@@ -75,6 +81,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 if (got < V3MinHeaderLength)
                     throw Corrupt(path, $"file is {fileLength} bytes, too short for a version 3 header ({V3MinHeaderLength} bytes)");
                 header.IncompatibleFeatures = BinaryPrimitives.ReadUInt64BigEndian(h.Slice(IncompatibleFeaturesOffset));
+                header.AutoclearFeatures = BinaryPrimitives.ReadUInt64BigEndian(h.Slice(AutoclearFeaturesOffset));
                 uint refcountOrder = BinaryPrimitives.ReadUInt32BigEndian(h.Slice(RefcountOrderOffset));
                 if (refcountOrder > MaxRefcountOrder)
                     throw Corrupt(path, $"refcount_order {refcountOrder} is larger than {MaxRefcountOrder}");
@@ -165,6 +172,16 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                     if (length == 0 || length > MaxBackingFormatLength)
                         throw Corrupt(path, $"backing format extension has length {length} (1..{MaxBackingFormatLength})");
                     BackingFormat = DecodeName(path, firstCluster, (int)dataStart, (int)length, "backing format");
+                }
+                else if (type == ExtensionBitmaps && length >= BitmapsExtensionLength)
+                {
+                    // Only recorded here: the bitmaps say nothing about the guest's data, so a bad one makes change
+                    // tracking unavailable (Qcow2Bitmaps), never the image unreadable.
+                    var e = firstCluster.AsSpan((int)dataStart);
+                    HasBitmapsExtension = true;
+                    BitmapCount = (int)Math.Min(int.MaxValue, BinaryPrimitives.ReadUInt32BigEndian(e));
+                    BitmapDirectorySize = (long)Math.Min(long.MaxValue, BinaryPrimitives.ReadUInt64BigEndian(e.Slice(8)));
+                    BitmapDirectoryOffset = (long)Math.Min(long.MaxValue, BinaryPrimitives.ReadUInt64BigEndian(e.Slice(16)));
                 }
 
                 // Unknown extensions are optional by definition; skip them.

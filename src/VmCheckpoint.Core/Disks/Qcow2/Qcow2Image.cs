@@ -117,6 +117,54 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             }
         }
 
+        /// <summary>The image's persistent bitmaps (empty without the bitmaps extension). A bad directory throws.</summary>
+        internal IReadOnlyList<Qcow2Bitmap> ReadBitmaps() => Qcow2Bitmaps.ReadDirectory(Path, _file, _header);
+
+        /// <summary>
+        /// The guest ranges written since the persistent dirty bitmap <paramref name="name"/> was created, widened to
+        /// units of <paramref name="alignment"/>; or null, with the reason, when the bitmap cannot be trusted to hold
+        /// every write (absent, disabled, left in use by a crash, cleared by a writer that does not know bitmaps,
+        /// damaged, or of an image whose backing files could have changed underneath it).
+        /// </summary>
+        internal List<DiskExtent>? GetChangesSince(string name, long alignment, out string reason)
+        {
+            if (_header.Version < 3) { reason = "a version 2 qcow2 has no persistent bitmaps"; return null; }
+            if (_backing != null) { reason = "its bitmaps would not see changes to its backing file"; return null; }
+            if (!_header.HasBitmapsExtension) { reason = $"it has no persistent bitmaps (bitmap {name} is gone)"; return null; }
+            if ((_header.AutoclearFeatures & AutoclearBitmaps) == 0)
+            {
+                reason = "a program that does not keep bitmaps wrote to it since (autoclear bit 0 is clear)";
+                return null;
+            }
+
+            try
+            {
+                Qcow2Bitmap? bitmap = null;
+                foreach (var b in ReadBitmaps())
+                {
+                    if (b.Name == name) bitmap = b;
+                }
+
+                if (bitmap == null) { reason = $"bitmap {name} is gone"; return null; }
+                if (bitmap.Type != BitmapTypeDirty) { reason = $"bitmap {name} is not a dirty-tracking bitmap (type {bitmap.Type})"; return null; }
+                if (bitmap.InUse) { reason = $"bitmap {name} was left in use by a writer that stopped uncleanly"; return null; }
+                if (!bitmap.Auto) { reason = $"bitmap {name} is disabled"; return null; }
+                if (bitmap.ExtraDataSize != 0 && (bitmap.Flags & BitmapFlagExtraDataCompatible) == 0)
+                {
+                    reason = $"bitmap {name} has extra data of an unknown kind";
+                    return null;
+                }
+
+                reason = "";
+                return Qcow2Bitmaps.ReadDirtyExtents(Path, _file, _header, bitmap, alignment);
+            }
+            catch (CorruptImageException e)
+            {
+                reason = "its bitmaps are damaged: " + e.Message;
+                return null;
+            }
+        }
+
         public void Dispose()
         {
             _backing?.Dispose();
