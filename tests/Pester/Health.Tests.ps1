@@ -78,7 +78,14 @@ Watch-VmHealth -Name '$($vm.Name)' -Interval 00:10:00 -Action Restart -RestorePa
         finally {
             # Ctrl+C: the watcher stops cleanly, and Export-Csv closes its file.
             & kill -INT $watcher.Id
-            if (-not $watcher.WaitForExit(20000)) { Stop-Process -Id $watcher.Id -Force; throw 'Ctrl+C did not stop the watcher within 20 s.' }
+            if (-not $watcher.WaitForExit(20000)) {
+                # Where each thread of the watcher waits (its .NET name and kernel wait channel), for the report.
+                $threads = Get-ChildItem "/proc/$($watcher.Id)/task" -ErrorAction SilentlyContinue | ForEach-Object {
+                    '{0}:{1}' -f (Get-Content "$($_.FullName)/comm" -ErrorAction SilentlyContinue), (Get-Content "$($_.FullName)/wchan" -ErrorAction SilentlyContinue)
+                }
+                Stop-Process -Id $watcher.Id -Force
+                throw "Ctrl+C did not stop the watcher within 20 s. Threads: $($threads -join ', '). Its errors: $(Get-Content (Join-Path $work 'watcher.err') -Raw -ErrorAction SilentlyContinue)"
+            }
         }
         (Import-Csv $csv | Where-Object Kind -eq 'Action').Action | Should -Be 'Restart'
     }

@@ -65,12 +65,30 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             return 0;
         }
 
+        /// <summary>How long a stop waits for libvirt to close the connection before leaving it to the process's end.</summary>
+        internal static readonly TimeSpan CloseWait = TimeSpan.FromSeconds(5);
+
         public void Dispose()
         {
-            if (_callbackId >= 0) LibvirtNative.virConnectDomainEventDeregisterAny(_connection.Handle, _callbackId);
+            // Closing a remote connection is a round trip to libvirtd, whose reply the event loop thread may be the one
+            // to read: a stop (Ctrl+C of Watch-VmHealth) must not hang on it, so the close gets a bounded wait.
+            int id = _callbackId;
             _callbackId = -1;
-            _connection.Dispose();
-            GC.KeepAlive(_callback);
+            var closed = new ManualResetEventSlim(false);
+            ThreadPool.QueueUserWorkItem(_ =>
+            {
+                try
+                {
+                    if (id >= 0) LibvirtNative.virConnectDomainEventDeregisterAny(_connection.Handle, id);
+                    _connection.Dispose();
+                }
+                finally
+                {
+                    GC.KeepAlive(_callback);
+                    closed.Set();
+                }
+            });
+            if (closed.Wait(CloseWait)) closed.Dispose();
         }
     }
 }
