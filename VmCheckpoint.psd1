@@ -1,5 +1,5 @@
 @{
-    RootModule           = 'VmCheckpoint.PowerShell.dll'
+    RootModule           = 'VmCheckpoint.psm1'   # loads netstandard2.0/ or net10.0-linux-x64/VmCheckpoint.PowerShell.dll
     ModuleVersion        = '0.1.0'
     GUID                 = '5d7e2f0c-3b1a-4c8e-9f61-2a4b8c0d9e17'
     Author               = 'VmCheckpoint developers'

@@ -79,7 +79,7 @@ namespace VmCheckpoint.PowerShell
                     Action = Watch ? Action.ToString() : null,
                     TargetConnectionUri = TargetConnectionUri,
                     PwshCommand = PwshCommand(),
-                    ModulePath = Path.GetDirectoryName(typeof(RegisterVmCheckpointScheduleCommand).Assembly.Location)!,
+                    ModulePath = ModuleFolder(),
                 };
                 ScheduleDefinition.ValidateName(schedule.Name);
                 if (Interval < TimeSpan.FromMinutes(1)) throw new ArgumentException("A schedule runs at most once a minute.");
@@ -117,6 +117,16 @@ namespace VmCheckpoint.PowerShell
                    $"$trigger = New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Seconds {(long)s.Interval.TotalSeconds}); " +
                    "$settings = New-ScheduledTaskSettingsSet -MultipleInstancesPolicy IgnoreNew -StartWhenAvailable; " +
                    $"Register-ScheduledTask -TaskPath '\\VmCheckpoint\\' -TaskName {Q(s.Name)} -Action $action -Trigger $trigger -Settings $settings -User 'SYSTEM' -RunLevel Highest -Force";
+        }
+
+        /// <summary>The module's folder (where VmCheckpoint.psd1 is): the assembly's own, or the one above its build folder.</summary>
+        private static string ModuleFolder()
+        {
+            var assemblyFolder = Path.GetDirectoryName(typeof(RegisterVmCheckpointScheduleCommand).Assembly.Location)!;
+            var parent = Path.GetDirectoryName(assemblyFolder);
+            return !File.Exists(Path.Combine(assemblyFolder, "VmCheckpoint.psd1")) && parent != null && File.Exists(Path.Combine(parent, "VmCheckpoint.psd1"))
+                ? parent
+                : assemblyFolder;
         }
 
         private static string[] PwshCommand()
