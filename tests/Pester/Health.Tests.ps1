@@ -61,7 +61,7 @@ Describe 'Watch-VmHealth' {
         Invoke-VmCheckpoint -Name $vm.Name -Repository $repo | Out-Null
         $csv = Join-Path $work 'health.csv'
         # A 10-minute backstop: only a lifecycle event can make it act within the test's time.
-        $watcher = Start-PwshScript -WorkingDirectory $work -StdErr (Join-Path $work 'watcher.err') -Script @"
+        $watcher = Start-PwshScript -CtrlC -WorkingDirectory $work -StdErr (Join-Path $work 'watcher.err') -Script @"
 `$env:VMCHECKPOINT_CATALOG = '$env:VMCHECKPOINT_CATALOG'
 Watch-VmHealth -Name '$($vm.Name)' -Interval 00:10:00 -Action Restart -RestorePath '$restored' -Repository '$repo' | Export-Csv -Path '$csv'
 "@

@@ -82,13 +82,18 @@ function Get-PwshCommand {
 }
 
 # Starts a script in a child pwsh that imports the module; returns the Process.
+# -CtrlC: the child answers SIGINT (Ctrl+C) even when this process was started with SIGINT ignored, as every command
+# a non-interactive shell runs in the background is (and as CI may run the suite): pwsh, like any .NET program, keeps
+# an ignored SIGINT ignored, so the child is started through `env --default-signal=INT`.
 function Start-PwshScript {
-    param([string] $Script, [string] $WorkingDirectory, [string] $StdOut, [string] $StdErr)
+    param([string] $Script, [string] $WorkingDirectory, [string] $StdOut, [string] $StdErr, [switch] $CtrlC)
     $cmd = Get-PwshCommand
     $full = "`$ErrorActionPreference = 'Stop'; Import-Module '$(Get-TestModulePath)'; " + $Script
     $encoded = [Convert]::ToBase64String([Text.Encoding]::Unicode.GetBytes($full))
     $arguments = @($cmd | Select-Object -Skip 1) + @('-NoProfile', '-NonInteractive', '-EncodedCommand', $encoded)
-    $p = @{ FilePath = $cmd[0]; ArgumentList = $arguments; PassThru = $true; WorkingDirectory = $WorkingDirectory }
+    $file = $cmd[0]
+    if ($CtrlC) { $arguments = @('--default-signal=INT', $file) + $arguments; $file = 'env' }
+    $p = @{ FilePath = $file; ArgumentList = $arguments; PassThru = $true; WorkingDirectory = $WorkingDirectory }
     if ($StdOut) { $p.RedirectStandardOutput = $StdOut }
     if ($StdErr) { $p.RedirectStandardError = $StdErr }
     Start-Process @p

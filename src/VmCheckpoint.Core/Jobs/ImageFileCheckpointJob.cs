@@ -70,8 +70,10 @@ namespace VmCheckpoint.Core.Jobs
                 throw;
             }
             var parent = job.FindParent(vmName);
-            string? since = parent != null && parent.Hypervisor == HypervisorNames.Offline ? parent.ChangeTrackingId : null;
-            string bitmap = BitmapPrefix + NewId();
+            string prefix = VmPrefix(vmName);
+            string? since = parent != null && parent.Hypervisor == HypervisorNames.Offline && parent.ChangeTrackingId != null
+                && parent.ChangeTrackingId.StartsWith(prefix, StringComparison.Ordinal) ? parent.ChangeTrackingId : null;
+            string tracking = prefix + NewId();
             var notes = new List<string>();
             var tracked = new List<DiskSource>();
             try
@@ -84,7 +86,7 @@ namespace VmCheckpoint.Core.Jobs
                         string? why = q.Header.Version < 3 ? "a version 2 qcow2 cannot keep bitmaps (qemu-img amend -o compat=1.1 upgrades it)"
                             : q.Backing != null ? "its bitmaps would not see changes to its backing file"
                             : _editor == null ? "qemu-img is not installed"
-                            : null;
+                            : SeemsOpen(q);
                         if (why != null) notes.Add($"{d.Name}: changes are not tracked: {why}.");
                         else tracked.Add(d);
                     }
@@ -96,11 +98,21 @@ namespace VmCheckpoint.Core.Jobs
             }
 
             // The new bitmap goes in before the files are read: whatever is written after this instant is in it.
-            var withBitmap = new List<string>();
+            // Each disk has its own (named for the VM, the run and the disk): a file copied over another disk's, or
+            // two files swapped, never meets a bitmap that describes the other one.
+            var withBitmap = new List<(string Path, string Bitmap, DateTime Written, long Length)>();
             foreach (var d in tracked)
             {
-                if (_editor!.TryAdd(d.SourcePath, bitmap, out string error)) withBitmap.Add(d.SourcePath);
-                else notes.Add($"{d.Name}: changes are not tracked: qemu-img could not add a bitmap: {error}");
+                string name = DiskBitmap(tracking, d.Name);
+                if (_editor!.TryAdd(d.SourcePath, name, out string error))
+                {
+                    var info = new System.IO.FileInfo(d.SourcePath);
+                    withBitmap.Add((d.SourcePath, name, info.LastWriteTimeUtc, info.Length));
+                }
+                else
+                {
+                    notes.Add($"{d.Name}: changes are not tracked: qemu-img could not add a bitmap: {error}");
+                }
             }
 
             bool stored = false;
@@ -120,7 +132,7 @@ namespace VmCheckpoint.Core.Jobs
                 var request = new CheckpointRequest(vmName, disks)
                 {
                     ChangesSince = parent?.Id,
-                    ChangeTrackingId = withBitmap.Count > 0 ? bitmap : null,
+                    ChangeTrackingId = withBitmap.Count > 0 ? tracking : null,
                     Note = notes.Count > 0 ? string.Join(" ", notes) : null,
                 };
                 var manifest = job.Run(request, cancellationToken);
@@ -132,8 +144,48 @@ namespace VmCheckpoint.Core.Jobs
                 if (disks != null) foreach (var d in disks) d.Image.Dispose();
                 // Stored: the bitmaps older checkpoints were read against are no longer needed. Not stored: this run's
                 // bitmap goes, and the next run is still incremental from the checkpoint before it.
-                foreach (var path in withBitmap) DropBitmaps(path, keep: stored ? bitmap : since, dropOnly: stored ? null : bitmap);
+                foreach (var b in withBitmap)
+                {
+                    if (!stored)
+                    {
+                        DropBitmaps(b.Path, prefix, keep: null, dropOnly: b.Bitmap);
+                        continue;
+                    }
+                    // Written while it was read (by a VM on another host, or one without qemu's image lock): that writer
+                    // does not know the new bitmap, so neither bitmap can be trusted; the next run reads everything.
+                    var info = new System.IO.FileInfo(b.Path);
+                    bool written = info.LastWriteTimeUtc != b.Written || info.Length != b.Length;
+                    if (written) _reporter.Warning($"{b.Path} was written while it was checkpointed: is a VM running on it? The next checkpoint reads every data block.");
+                    DropBitmaps(b.Path, prefix, keep: written ? null : b.Bitmap, dropOnly: null);
+                }
             }
+        }
+
+        /// <summary>Why a bitmap added now could miss writes: another program seems to have the file open for writing.</summary>
+        private static string? SeemsOpen(Qcow2Image image)
+        {
+            if (image.Header.IsDirty) return "the image is marked dirty: a program has it open for writing, or stopped without closing it";
+            try
+            {
+                var inUse = image.ReadBitmaps().FirstOrDefault(b => b.InUse);
+                return inUse is null ? null : $"its bitmap {inUse.Name} is in use: a running VM (or one that crashed) has the file open";
+            }
+            catch (CorruptImageException e)
+            {
+                return "its bitmaps are damaged: " + e.Message;
+            }
+        }
+
+        /// <summary>The prefix of one VM's bitmaps: runs for other VM names never remove them.</summary>
+        internal static string VmPrefix(string vmName) => BitmapPrefix + ShortHash(vmName) + "-";
+
+        internal static string DiskBitmap(string tracking, string diskName) => tracking + "-" + ShortHash(diskName);
+
+        private static string ShortHash(string text)
+        {
+            using var sha = SHA256.Create();
+            var hash = sha.ComputeHash(System.Text.Encoding.UTF8.GetBytes(text));
+            return BitConverter.ToString(hash, 0, 4).Replace("-", "").ToLowerInvariant();
         }
 
         /// <summary>Opens the files again (after the bitmaps were added) with the ranges written since <paramref name="since"/>.</summary>
@@ -153,9 +205,17 @@ namespace VmCheckpoint.Core.Jobs
                     }
                     else
                     {
-                        changes = q.GetChangesSince(since, _repository.BlockSize, out string reason);
-                        if (changes == null) notes.Add($"{d.Name}: every data block is read: {reason}.");
-                        else _reporter.Verbose($"{d.Name}: {changes.Sum(c => c.Length)} bytes written since checkpoint {parent!.Id} (bitmap {since}).");
+                        string name = DiskBitmap(since, d.Name);
+                        changes = q.GetChangesSince(name, _repository.BlockSize, out string reason);
+                        if (changes == null)
+                        {
+                            notes.Add($"{d.Name}: every data block is read: {reason}.");
+                        }
+                        else
+                        {
+                            changes = BlocksToRead(q, parentDisk.Blocks, changes);
+                            _reporter.Verbose($"{d.Name}: {changes.Sum(c => c.Length)} bytes to read, written since checkpoint {parent!.Id} (bitmap {name}).");
+                        }
                     }
                 }
                 result.Add(new DiskSource(d.Name, d.Image, changes, d.SourcePath));
@@ -164,10 +224,46 @@ namespace VmCheckpoint.Core.Jobs
         }
 
         /// <summary>
-        /// Removes this module's bitmaps from an image: all but <paramref name="keep"/>, or only
+        /// The blocks to read: those the bitmap marks that hold data now or held data in the parent (a write of zeros
+        /// or a discard), and every block of the parent that is unallocated now whatever the bitmap says (a disk shrunk
+        /// and grown back loses data that no bit records). Walking data and parent blocks, not the marked ranges,
+        /// keeps this to the size of the data even when a hostile bitmap marks a huge disk.
+        /// </summary>
+        private List<DiskExtent> BlocksToRead(IDiskImage image, BlockTable parentBlocks, List<DiskExtent> changes)
+        {
+            long blockSize = _repository.BlockSize;
+            var data = new HashSet<long>();
+            foreach (var e in image.GetDataExtents(0, image.VirtualSize))
+            {
+                for (long b = e.Offset / blockSize; b * blockSize < e.End; b++) data.Add(b);
+            }
+            var candidates = new SortedSet<long>(data);
+            for (int i = 0; i < parentBlocks.Count; i++) candidates.Add(parentBlocks.IndexAt(i));
+
+            var result = new List<DiskExtent>();
+            int at = 0; // changes are sorted and merged: one pass alongside the sorted candidates
+            foreach (long b in candidates)
+            {
+                long start = b * blockSize;
+                long end = Math.Min(image.VirtualSize, start + blockSize);
+                if (start >= end) continue;
+                while (at < changes.Count && changes[at].End <= start) at++;
+                bool marked = at < changes.Count && changes[at].Offset < end;
+                bool nowHole = !data.Contains(b);
+                if (!marked && !nowHole) continue;
+                if (result.Count > 0 && result[result.Count - 1].End == start)
+                    result[result.Count - 1] = new DiskExtent(result[result.Count - 1].Offset, end - result[result.Count - 1].Offset);
+                else
+                    result.Add(new DiskExtent(start, end - start));
+            }
+            return result;
+        }
+
+        /// <summary>
+        /// Removes this VM's bitmaps (<paramref name="prefix"/>) from an image: all but <paramref name="keep"/>, or only
         /// <paramref name="dropOnly"/>. A failure costs the next run its shortcut, never data: it is only reported.
         /// </summary>
-        private void DropBitmaps(string path, string? keep, string? dropOnly)
+        private void DropBitmaps(string path, string prefix, string? keep, string? dropOnly)
         {
             var names = new List<string>();
             if (dropOnly != null)
@@ -180,9 +276,9 @@ namespace VmCheckpoint.Core.Jobs
                 {
                     using var image = DiskImage.Open(path);
                     if (image is Qcow2Image q)
-                        names.AddRange(q.ReadBitmaps().Select(b => b.Name).Where(n => n.StartsWith(BitmapPrefix, StringComparison.Ordinal) && n != keep));
+                        names.AddRange(q.ReadBitmaps().Select(b => b.Name).Where(n => n.StartsWith(prefix, StringComparison.Ordinal) && n != keep));
                 }
-                catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException)
+                catch (Exception e) when (e is System.IO.IOException || e is UnauthorizedAccessException) // CorruptImageException is an IOException
                 {
                     _reporter.Warning($"{path}: its old change-tracking bitmaps could not be listed: {e.Message}");
                     return;

@@ -208,6 +208,45 @@ public sealed class Qcow2BitmapTests
     }
 
     [Fact]
+    public void ABitmapDataClusterCutShortByTheEndOfTheFileIsDamage()
+    {
+        // The lost bytes would read as "not written": the one answer that must never be wrong.
+        using var temp = new TempFolder();
+        string path = Make(temp);
+        Qemu.Io(path, "qcow2", "write 10M 1M");
+        long table = (long)HeaderPatch.GetUInt64(path, DirectoryOffset(path) + Qcow2Format.BitmapEntryTableOffset);
+        long length = new FileInfo(path).Length;
+        long last = (length - 1) / 65536 * 65536;
+        HeaderPatch.SetUInt64(path, table, (ulong)last);
+        using (var f = new FileStream(path, FileMode.Open)) f.SetLength(last + 32768);
+        Assert.Null(Changes(path, "b1", MiB, out string reason));
+        Assert.Contains("damaged", reason);
+    }
+
+    [Fact]
+    public void ATableNamingOneDataClusterTwiceIsDamage()
+    {
+        using var temp = new TempFolder();
+        string path = Make(temp, clusterSize: "512", granularity: "4096");   // four data clusters
+        Qemu.Io(path, "qcow2", "write 0 64M");
+        long table = (long)HeaderPatch.GetUInt64(path, DirectoryOffset(path) + Qcow2Format.BitmapEntryTableOffset);
+        HeaderPatch.SetUInt64(path, table + 8, HeaderPatch.GetUInt64(path, table));
+        Assert.Null(Changes(path, "b1", MiB, out string reason));
+        Assert.Contains("twice", reason);
+    }
+
+    [Fact]
+    public void ReservedFlagBitsAreDamage()
+    {
+        using var temp = new TempFolder();
+        string path = Make(temp);
+        long entry = DirectoryOffset(path);
+        HeaderPatch.SetUInt32(path, entry + Qcow2Format.BitmapEntryFlags, ReadUInt32(path, entry + Qcow2Format.BitmapEntryFlags) | 0x100);
+        Assert.Null(Changes(path, "b1", MiB, out string reason));
+        Assert.Contains("reserved", reason);
+    }
+
+    [Fact]
     public void FlippedBytesInTheBitmapMetadataNeverEscapeAsAnythingButUnknownChanges()
     {
         using var temp = new TempFolder();

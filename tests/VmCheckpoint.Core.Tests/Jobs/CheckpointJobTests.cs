@@ -145,10 +145,12 @@ public sealed class CheckpointJobTests
         using var t = new TestRepository();
         string path = t.File("vda.raw");
         ImageFiles.CreateRaw(path, 1 * MiB, (0, ImageFiles.Noise(1, 16 * Block)));
+        var original = ImageFiles.Noise(1, 16 * Block);
         var m1 = t.Checkpoint("live", path);
         ImageFiles.Patch(path, (5 * Block, ImageFiles.Noise(2, Block)));
         t.Checkpoint("live", path);
-        var now = ImageFiles.Patch(path, (7 * Block, ImageFiles.Noise(3, Block)));
+        // Since m1 only block 7 differs (block 5 is back as it was): true of m1, false of m2, whose block 5 is other.
+        var now = ImageFiles.Patch(path, (5 * Block, original.AsSpan(5 * Block, Block).ToArray()), (7 * Block, ImageFiles.Noise(3, Block)));
         var image = new FaultyDiskImage(DiskImage.Open(path));
         CheckpointManifest m3;
         using (image)

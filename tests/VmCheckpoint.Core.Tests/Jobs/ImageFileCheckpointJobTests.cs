@@ -37,6 +37,9 @@ public sealed class ImageFileCheckpointJobTests
         return bitmaps.EnumerateArray().Select(b => b.GetProperty("name").GetString()!).ToList();
     }
 
+    /// <summary>The bitmap a checkpoint left in a disk's file.</summary>
+    private static string BitmapOf(CheckpointManifest m, string disk = "vda") => ImageFileCheckpointJob.DiskBitmap(m.ChangeTrackingId!, disk);
+
     private static void AssertRestoresEqual(TestRepository t, CheckpointManifest m, string copy)
     {
         string restored = t.RestoreFile(m.Id, "vda", DiskFormat.Qcow2);
@@ -58,9 +61,8 @@ public sealed class ImageFileCheckpointJobTests
         string path = NewImage(t);
         var m1 = Run(t, path);
         Assert.Equal(4 * MiB, m1.Statistics.ReadBytes);
-        var first = Bitmaps(path);
-        Assert.Equal(new[] { m1.ChangeTrackingId }, first);
-        Assert.StartsWith(ImageFileCheckpointJob.BitmapPrefix, m1.ChangeTrackingId);
+        Assert.Equal(new[] { BitmapOf(m1) }, Bitmaps(path));
+        Assert.StartsWith(ImageFileCheckpointJob.VmPrefix("vm"), m1.ChangeTrackingId);
         string copy1 = Snapshot(t, path, "1");
 
         Qemu.Io(path, "qcow2", "write -P 0x51 1M 4k", "write -P 0x52 20M 100k", "write -z 8M 64k");
@@ -70,7 +72,7 @@ public sealed class ImageFileCheckpointJobTests
         // One block at 1M, two at 20M (100 KiB from a block boundary spans two 64 KiB blocks), one zeroed at 8M.
         Assert.Equal(4 * Block, m2.Statistics.ReadBytes);
         Assert.Equal(m1.Id, m2.ParentId);
-        Assert.Equal(new[] { m2.ChangeTrackingId }, Bitmaps(path));   // the old bitmap is gone, the new one in
+        Assert.Equal(new[] { BitmapOf(m2) }, Bitmaps(path));   // the old bitmap is gone, the new one in
         Assert.Null(m2.Note);
         AssertRestoresEqual(t, m1, copy1);
         AssertRestoresEqual(t, m2, copy2);
@@ -90,7 +92,7 @@ public sealed class ImageFileCheckpointJobTests
             cancelled.Cancel();
             Assert.ThrowsAny<OperationCanceledException>(() => Run(t, path, token: cancelled.Token));
         }
-        Assert.Equal(new[] { m1.ChangeTrackingId }, Bitmaps(path));
+        Assert.Equal(new[] { BitmapOf(m1) }, Bitmaps(path));
 
         string copy = Snapshot(t, path, "2");
         var m2 = Run(t, path);
@@ -105,14 +107,14 @@ public sealed class ImageFileCheckpointJobTests
         string path = NewImage(t);
         var m1 = Run(t, path);
         // What a run killed between adding its bitmap and storing its manifest leaves behind.
-        Qemu.Img("bitmap", "--add", "-f", "qcow2", path, ImageFileCheckpointJob.BitmapPrefix + "0123456789abcdef");
+        Qemu.Img("bitmap", "--add", "-f", "qcow2", path, ImageFileCheckpointJob.DiskBitmap(ImageFileCheckpointJob.VmPrefix("vm") + "0123456789abcdef", "vda"));
         Qemu.Img("bitmap", "--add", "-f", "qcow2", path, "someone-elses");
         Qemu.Io(path, "qcow2", "write -P 0x71 5M 64k");
 
         var m2 = Run(t, path);
 
         Assert.Equal(Block, m2.Statistics.ReadBytes);
-        Assert.Equal(new[] { "someone-elses", m2.ChangeTrackingId }.OrderBy(x => x), Bitmaps(path).OrderBy(x => x));
+        Assert.Equal(new[] { "someone-elses", BitmapOf(m2) }.OrderBy(x => x), Bitmaps(path).OrderBy(x => x));
     }
 
     [Fact]
@@ -121,7 +123,7 @@ public sealed class ImageFileCheckpointJobTests
         using var t = new TestRepository();
         string path = NewImage(t);
         var m1 = Run(t, path);
-        Qemu.Img("bitmap", "--remove", "-f", "qcow2", path, m1.ChangeTrackingId!);
+        Qemu.Img("bitmap", "--remove", "-f", "qcow2", path, BitmapOf(m1));
         Qemu.Io(path, "qcow2", "write -P 0x81 9M 64k");
         string copy = Snapshot(t, path, "2");
 
@@ -130,8 +132,107 @@ public sealed class ImageFileCheckpointJobTests
         Assert.Equal(4 * MiB + Block, m2.Statistics.ReadBytes);   // all data, the new block at 9M included
         Assert.Equal(Block, m2.Statistics.ChangedBytes);
         Assert.Contains("gone", m2.Note);
-        Assert.Equal(new[] { m2.ChangeTrackingId }, Bitmaps(path));
+        Assert.Equal(new[] { BitmapOf(m2) }, Bitmaps(path));
         AssertRestoresEqual(t, m2, copy);
+    }
+
+    [Fact]
+    public void QemuRefusesToRevertAnInternalSnapshotWhileTheBitmapIsThere()
+    {
+        // A revert changes the disk without writing it, so no bitmap would see it: the guarantee that this cannot
+        // happen under a bitmap is qemu's ("Device has active dirty bitmaps"), checked here on the qemu in use.
+        using var t = new TestRepository();
+        string path = NewImage(t);
+        Qemu.Img("snapshot", "-c", "before", path);
+        var m1 = Run(t, path);
+        Qemu.Io(path, "qcow2", "write -P 0x55 0 64k");
+        var revert = Qemu.Run("qemu-img", "snapshot", "-a", "before", path);
+        Assert.NotEqual(0, revert.ExitCode);
+        Assert.Contains("dirty bitmap", revert.Stderr);
+        string copy = Snapshot(t, path, "2");
+        var m2 = Run(t, path);
+        Assert.Equal(Block, m2.Statistics.ReadBytes);
+        AssertRestoresEqual(t, m2, copy);
+    }
+
+    [Fact]
+    public void AFileCopiedOverAnotherDiskIsReadWhole()
+    {
+        // vdb's file copied over vda's carries vdb's bitmap: it must not pass for a record of vda's changes.
+        using var t = new TestRepository();
+        string vda = NewImage(t, "vda.qcow2");
+        string vdb = t.File("vdb.qcow2");
+        Qemu.CreateQcow2(vdb, "", "32M");
+        Qemu.Io(vdb, "qcow2", "write -P 0x61 4M 1M");
+        var job = new ImageFileCheckpointJob(t.Repository, null);
+        job.Run("two", new[] { vda, vdb }, new ImageFilePlan());
+        File.Copy(vdb, vda, overwrite: true);
+        Qemu.Io(vdb, "qcow2", "write -P 0x62 4M 64k");
+        string copyA = Snapshot(t, vda, "a"), copyB = Snapshot(t, vdb, "b");
+
+        var m2 = job.Run("two", new[] { vda, vdb }, new ImageFilePlan());
+
+        Assert.Equal(MiB + Block, m2.Statistics.ReadBytes);   // vda: all its (1 MiB of) data; vdb: the one block written
+        Assert.Contains("vda: every data block is read", m2.Note);
+        foreach (var (disk, copy) in new[] { ("vda", copyA), ("vdb", copyB) })
+        {
+            string restored = t.RestoreFile(m2.Id, disk, DiskFormat.Qcow2);
+            Assert.Equal(0, Qemu.Compare(restored, "qcow2", copy, "qcow2").ExitCode);
+        }
+    }
+
+    [Fact]
+    public void TwoVmNamesOnOneFileKeepTheirOwnBitmaps()
+    {
+        using var t = new TestRepository();
+        string path = NewImage(t);
+        var a1 = Run(t, path, vm: "alpha");
+        Run(t, path, vm: "beta");
+        Assert.Equal(2, Bitmaps(path).Count);
+        Qemu.Io(path, "qcow2", "write -P 0x71 6M 64k");
+        var a2 = Run(t, path, vm: "alpha");
+        Assert.Equal(Block, a2.Statistics.ReadBytes);
+        Assert.DoesNotContain(BitmapOf(a1), Bitmaps(path));
+        Assert.Equal(2, Bitmaps(path).Count);
+    }
+
+    [Fact]
+    public void ADiskShrunkAndGrownBackReadsWhatItLost()
+    {
+        // qemu truncates bitmaps with the disk and grows them back clean: no bit says the tail is now zeros.
+        using var t = new TestRepository();
+        string path = NewImage(t);   // data at 0-2M, 8M and 31M
+        Run(t, path);
+        Qemu.Img("resize", "-f", "qcow2", "--shrink", path, "16M");
+        Qemu.Img("resize", "-f", "qcow2", path, "32M");
+        string copy = Snapshot(t, path, "2");
+
+        var m2 = Run(t, path);
+
+        Assert.Equal(MiB, m2.Statistics.ReadBytes);   // the 31M block, a hole now
+        Assert.Equal(3 * MiB, m2.Disks[0].Blocks.Count * Block);
+        AssertRestoresEqual(t, m2, copy);
+    }
+
+    [Fact]
+    public void AnImageWithABitmapInUseGetsNoBitmapOfOurs()
+    {
+        // Another program's bitmap marked in use: a VM (on another host, or without image locking) may have the file open.
+        using var t = new TestRepository();
+        string path = NewImage(t);
+        Qemu.Img("bitmap", "--add", "-f", "qcow2", path, "theirs");
+        byte[] head = new byte[4096];
+        using (var f = File.OpenRead(path)) f.ReadExactly(head);
+        using (var image = (VmCheckpoint.Core.Disks.Qcow2.Qcow2Image)DiskImage.Open(path))
+        {
+            long entry = image.Header.BitmapDirectoryOffset;
+            HeaderPatch.SetUInt32(path, entry + VmCheckpoint.Core.Disks.Qcow2.Qcow2Format.BitmapEntryFlags,
+                VmCheckpoint.Core.Disks.Qcow2.Qcow2Format.BitmapFlagInUse | VmCheckpoint.Core.Disks.Qcow2.Qcow2Format.BitmapFlagAuto);
+        }
+        var m = Run(t, path);
+        Assert.Null(m.ChangeTrackingId);
+        Assert.Contains("in use", m.Note);
+        Assert.Equal(new[] { "theirs" }, Bitmaps(path));
     }
 
     [Fact]

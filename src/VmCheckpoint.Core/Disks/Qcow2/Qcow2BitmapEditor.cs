@@ -13,7 +13,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
     /// </summary>
     internal sealed class Qcow2BitmapEditor
     {
-        private static readonly TimeSpan Timeout = TimeSpan.FromSeconds(60);
+        private static readonly TimeSpan Timeout = TimeSpan.FromMinutes(5);
         private readonly string _qemuImg;
 
         internal Qcow2BitmapEditor(string qemuImg) { _qemuImg = qemuImg; }
@@ -25,7 +25,8 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             if (!string.IsNullOrEmpty(configured)) return File.Exists(configured) ? new Qcow2BitmapEditor(configured!) : null;
             var path = Environment.GetEnvironmentVariable("PATH") ?? "";
             string exe = Path.DirectorySeparatorChar == '\\' ? "qemu-img.exe" : "qemu-img";
-            foreach (var dir in path.Split(Path.PathSeparator).Where(d => d.Length > 0))
+            // Only absolute folders: a relative PATH entry (".") would run whatever qemu-img the current folder holds.
+            foreach (var dir in path.Split(Path.PathSeparator).Where(d => d.Length > 0 && Path.IsPathRooted(d)))
             {
                 var candidate = Path.Combine(dir, exe);
                 if (File.Exists(candidate)) return new Qcow2BitmapEditor(candidate);
@@ -55,7 +56,9 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 var stdout = p.StandardOutput.ReadToEndAsync();
                 if (!p.WaitForExit((int)Timeout.TotalMilliseconds))
                 {
+                    // Gone before we go on: a qemu-img still running would hold the image's lock, or still be writing it.
                     try { p.Kill(); } catch (InvalidOperationException) { }
+                    p.WaitForExit();
                     error = $"qemu-img {args[1]} did not finish in {Timeout.TotalSeconds} s";
                     return false;
                 }

@@ -7,6 +7,12 @@ using static VmCheckpoint.Core.Disks.Qcow2.Qcow2Format;
 
 namespace VmCheckpoint.Core.Disks.Qcow2
 {
+    /// <summary>A bitmap that marks too many separate ranges to be worth following: read the whole disk instead.</summary>
+    internal sealed class TooManyChangesException : Exception
+    {
+        public TooManyChangesException(string message) : base(message) { }
+    }
+
     /// <summary>One entry of a qcow2 image's bitmap directory: a persistent bitmap and where its table is.</summary>
     internal sealed class Qcow2Bitmap
     {
@@ -45,6 +51,10 @@ namespace VmCheckpoint.Core.Disks.Qcow2
     {
         /// <summary>Bitmap table entries read at a time: tables may be large (one entry per cluster of bitmap data).</summary>
         private const int TableChunkEntries = 4096;
+        /// <summary>Flag bits the spec defines; the rest must be zero.</summary>
+        private const uint KnownFlags = BitmapFlagInUse | BitmapFlagAuto | BitmapFlagExtraDataCompatible;
+        /// <summary>More separate changed ranges than this are not worth tracking one by one: the caller reads everything.</summary>
+        public const int MaxExtents = 1 << 20;
 
         public static IReadOnlyList<Qcow2Bitmap> ReadDirectory(string path, Stream file, Qcow2Header header)
         {
@@ -80,6 +90,8 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 int granularityBits = e[BitmapEntryGranularityBits];
                 int nameSize = BinaryPrimitives.ReadUInt16BigEndian(e.Slice(BitmapEntryNameSize));
                 uint extraSize = BinaryPrimitives.ReadUInt32BigEndian(e.Slice(BitmapEntryExtraDataSize));
+                if ((flags & ~KnownFlags) != 0)
+                    throw Corrupt(path, $"bitmap {i} has reserved flag bits set (0x{flags:x8})");
                 if (nameSize < 1 || nameSize > MaxBitmapNameLength)
                     throw Corrupt(path, $"bitmap {i} has name_size {nameSize} (1..{MaxBitmapNameLength})");
                 if (extraSize > size)
@@ -89,6 +101,10 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 if (padded > directory.Length - pos)
                     throw Corrupt(path, $"bitmap {i} ({padded} bytes) runs past the end of the bitmap directory");
                 string name = DecodeName(path, directory, pos + BitmapEntryFixedLength + (int)extraSize, nameSize, i);
+                for (long p = pos + entryLength; p < pos + padded; p++)
+                {
+                    if (directory[p] != 0) throw Corrupt(path, $"bitmap {i}'s directory entry has non-zero padding");
+                }
                 if (!names.Add(name))
                     throw Corrupt(path, $"bitmap name '{name}' appears twice");
                 if (granularityBits < MinBitmapGranularityBits || granularityBits > MaxBitmapGranularityBits)
@@ -102,6 +118,8 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 pos += (int)padded;
             }
 
+            if (pos != directory.Length)
+                throw Corrupt(path, $"bitmap directory is {directory.Length} bytes but its {count} entries take {pos}");
             return bitmaps;
         }
 
@@ -134,12 +152,17 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 }
 
                 if (runStart >= 0) extents.Add(new DiskExtent(runStart, runEnd - runStart));
+                if (extents.Count > MaxExtents)
+                    throw new TooManyChangesException($"bitmap '{bitmap.Name}' holds more than {MaxExtents} separate changed ranges");
                 runStart = start;
                 runEnd = end;
             }
 
             var table = new byte[Math.Min(bitmap.TableSize, TableChunkEntries) * 8];
             byte[]? data = null;
+            // Each data cluster is the bitmap's own: one cluster named twice would let a small file describe a huge
+            // disk, and say nothing true about it.
+            var seen = new HashSet<long>();
             for (int first = 0; first < bitmap.TableSize; first += TableChunkEntries)
             {
                 int n = Math.Min(TableChunkEntries, bitmap.TableSize - first);
@@ -160,12 +183,20 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                         continue;
                     }
 
-                    if ((entry & BitmapTableReservedMask) != 0)
+                    if ((entry & (BitmapTableReservedMask | BitmapTableAllOnes)) != 0)
                         throw Corrupt(path, $"bitmap '{bitmap.Name}' table entry {first + i} has reserved bits set (0x{entry:x16})");
-                    if (dataOffset % clusterSize != 0 || dataOffset >= fileLength)
-                        throw Corrupt(path, $"bitmap '{bitmap.Name}' data cluster {first + i} at {dataOffset} is not a cluster inside the file");
+                    // qemu writes whole data clusters: one cut short by the end of the file lost bits, and a lost bit
+                    // reads as "not written", the one answer that must never be wrong.
+                    if (dataOffset % clusterSize != 0 || dataOffset > fileLength - clusterSize)
+                        throw Corrupt(path, $"bitmap '{bitmap.Name}' data cluster {first + i} at {dataOffset} is not a whole cluster inside the file");
+                    if (dataOffset < bitmap.TableOffset + (long)bitmap.TableSize * 8 && dataOffset + clusterSize > bitmap.TableOffset)
+                        throw Corrupt(path, $"bitmap '{bitmap.Name}' data cluster {first + i} overlaps its own table");
+                    if (!seen.Add(dataOffset))
+                        throw Corrupt(path, $"bitmap '{bitmap.Name}' names data cluster {dataOffset} twice");
                     data ??= new byte[clusterSize];
-                    StreamIO.ReadAtZeroPadded(file, dataOffset, data, 0, clusterSize);
+                    file.Position = dataOffset;
+                    if (StreamIO.ReadAtMost(file, data, 0, clusterSize) != clusterSize)
+                        throw Corrupt(path, $"file ends inside data cluster {first + i} of bitmap '{bitmap.Name}'");
                     ScanCluster(data, clusterFirstBit, clusterBits, Mark);
                 }
             }

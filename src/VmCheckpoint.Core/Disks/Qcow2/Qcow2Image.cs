@@ -163,6 +163,11 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 reason = "its bitmaps are damaged: " + e.Message;
                 return null;
             }
+            catch (TooManyChangesException e)
+            {
+                reason = e.Message;
+                return null;
+            }
         }
 
         public void Dispose()
