@@ -20,13 +20,17 @@ internal static class HeaderPatch
         SetBytes(path, offset, b);
     }
 
-    public static ulong GetUInt64(string path, long offset)
+    public static ulong GetUInt64(string path, long offset) => BinaryPrimitives.ReadUInt64BigEndian(GetBytes(path, offset, 8));
+
+    public static uint GetUInt32(string path, long offset) => BinaryPrimitives.ReadUInt32BigEndian(GetBytes(path, offset, 4));
+
+    public static byte[] GetBytes(string path, long offset, int count)
     {
         using var f = File.OpenRead(path);
-        var b = new byte[8];
+        var b = new byte[count];
         f.Position = offset;
         f.ReadExactly(b);
-        return BinaryPrimitives.ReadUInt64BigEndian(b);
+        return b;
     }
 
     public static void SetBytes(string path, long offset, byte[] bytes)

@@ -115,7 +115,7 @@ public sealed class Qcow2BitmapTests
         using var temp = new TempFolder();
         string path = Make(temp);
         long entry = DirectoryOffset(path);
-        uint flags = ReadUInt32(path, entry + Qcow2Format.BitmapEntryFlags);
+        uint flags = HeaderPatch.GetUInt32(path, entry + Qcow2Format.BitmapEntryFlags);
         HeaderPatch.SetUInt32(path, entry + Qcow2Format.BitmapEntryFlags, flags | Qcow2Format.BitmapFlagInUse);
 
         Assert.Null(Changes(path, "b1", MiB, out string reason));
@@ -241,7 +241,7 @@ public sealed class Qcow2BitmapTests
         using var temp = new TempFolder();
         string path = Make(temp);
         long entry = DirectoryOffset(path);
-        HeaderPatch.SetUInt32(path, entry + Qcow2Format.BitmapEntryFlags, ReadUInt32(path, entry + Qcow2Format.BitmapEntryFlags) | 0x100);
+        HeaderPatch.SetUInt32(path, entry + Qcow2Format.BitmapEntryFlags, HeaderPatch.GetUInt32(path, entry + Qcow2Format.BitmapEntryFlags) | 0x100);
         Assert.Null(Changes(path, "b1", MiB, out string reason));
         Assert.Contains("reserved", reason);
     }
@@ -312,14 +312,5 @@ public sealed class Qcow2BitmapTests
             pos += 8 + (int)((length + 7) / 8 * 8);
         }
         throw new InvalidOperationException("no bitmaps extension");
-    }
-
-    private static uint ReadUInt32(string path, long offset)
-    {
-        using var f = File.OpenRead(path);
-        var b = new byte[4];
-        f.Position = offset;
-        f.ReadExactly(b);
-        return BinaryPrimitives.ReadUInt32BigEndian(b);
     }
 }
