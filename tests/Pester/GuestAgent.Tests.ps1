@@ -36,6 +36,7 @@ BeforeAll {
     <initrd>$guest/initrd.gz</initrd>
     <cmdline>console=ttyS0 quiet</cmdline>
   </os>
+  <features><acpi/></features>
   <devices>
     <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$disk'/><target dev='vda' bus='virtio'/></disk>
     <serial type='file'><source path='$console' append='on'/><target port='0'/></serial>
@@ -129,6 +130,21 @@ Describe 'Watch-VmHealth and the guest agent' {
         Watch-VmHealth -Name $vm.Name -Once -Action Restart -Repository $repo | Should -BeNullOrEmpty
         Get-GuestLines $vm.Console | Where-Object { $_ -like 'VMCKG MISMATCH*' } | Should -BeNullOrEmpty
         (Get-VmHealthEvent -Name $vm.Name -Kind Action).Condition | Should -Be 'Unresponsive'
+    }
+}
+
+Describe 'Watch-VmHealth and a VM its administrator shut down' {
+    It 'leaves a VM shut down with virsh shutdown alone, whatever the action' {
+        $vm = New-GuestVm 'shutdown'
+        Wait-GuestAgent $vm.Name $vm.Console | Out-Null
+        Invoke-Virsh shutdown $vm.Name --mode agent | Out-Null
+        Wait-DomState $vm.Name 'shut off \(shutdown\)' | Should -Match 'shutdown'
+        Wait-GuestLine $vm.Console '^VMCKG AGENT shutdown$'
+        foreach ($action in 'Restart', 'RestoreLatest') {
+            Watch-VmHealth -Name $vm.Name -Once -Action $action -Repository $repo | Should -BeNullOrEmpty
+        }
+        Get-DomState $vm.Name | Should -Match 'shut off \(shutdown\)'
+        Get-VmHealthEvent -Name $vm.Name | Should -BeNullOrEmpty
     }
 }
 
