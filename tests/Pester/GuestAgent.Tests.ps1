@@ -148,6 +148,39 @@ Describe 'Watch-VmHealth and a VM its administrator shut down' {
     }
 }
 
+Describe 'A VM that was shut down cleanly, checkpointed from its files' {
+    It 'reads only what its libvirt checkpoint''s bitmap marks, restores equal, and stays incremental once running again' {
+        $vm = New-GuestVm 'offinc'
+        Wait-GuestAgent $vm.Name $vm.Console | Out-Null
+        Wait-GuestLine $vm.Console '^VMCKG COUNT '
+        # 4 MiB more data, so that reading every data block (6 MiB in the end) cannot pass for reading the changes.
+        Write-VmDisk -Name $vm.Name -Offset 2MB -Length 4MB -Seed 31
+        $first = Invoke-VmCheckpoint -Name $vm.Name -Repository $repo
+        $first.ReadBytes | Should -Be 5MB
+        Invoke-Virsh shutdown $vm.Name --mode agent | Out-Null
+        Wait-DomState $vm.Name 'shut off \(shutdown\)' | Out-Null
+        # qemu saved the checkpoint's bitmap at the clean stop; qemu-io's write lands in it, as any qemu program's would.
+        & qemu-io -f qcow2 -c 'write -P 0x5a 8M 1M' $vm.Disk | Out-Null; $LASTEXITCODE | Should -Be 0
+        $copy = Join-Path $work 'offinc-now.qcow2'
+        & qemu-img convert -O qcow2 $vm.Disk $copy; $LASTEXITCODE | Should -Be 0
+
+        $off = Invoke-VmCheckpoint -Name $vm.Name -Repository $repo
+        $off.ParentId | Should -Be $first.Id
+        $off.Note | Should -Not -Match 'every data block'
+        $off.ReadBytes | Should -BeGreaterOrEqual 1MB
+        $off.ReadBytes | Should -BeLessOrEqual 2MB      # the block written here, and the guest's own counter block
+        $out = Join-Path $work 'offinc-restore'
+        $off | Restore-VmCheckpoint -Destination $out -Repository $repo | Out-Null
+        Test-SameImage (Join-Path $out 'vda.qcow2') $copy | Should -BeTrue
+
+        Invoke-Virsh start $vm.Name | Out-Null
+        Wait-GuestAgent $vm.Name $vm.Console | Out-Null
+        $live = Invoke-VmCheckpoint -Name $vm.Name -Repository $repo
+        $live.Note | Should -Not -Match 'gone from libvirt'
+        $live.ReadBytes | Should -BeLessOrEqual 2MB
+    }
+}
+
 Describe 'A checkpoint with memory of a guest that is writing its disk' {
     It 'resumes the restored guest counting on from the checkpoint, with its disk of the same instant and no reboot' {
         $vm = New-GuestVm 'count'

@@ -137,6 +137,13 @@ namespace VmCheckpoint.Core.Jobs
             {
                 var disk = request.Disks[i];
                 var parentDisk = parent?.Disks.FirstOrDefault(d => string.Equals(d.Name, disk.Name, StringComparison.Ordinal));
+                bool diskChanges = useChanges;
+                if (diskChanges && disk.ChangedExtents != null && parentDisk != null && parentDisk.VirtualSize != disk.Image.VirtualSize)
+                {
+                    // Tracking follows a resize, but a disk shrunk and grown back, or grown over old data, is not a record to trust.
+                    diskChanges = false;
+                    _reporter.Verbose($"Disk {disk.Name} changed size ({parentDisk.VirtualSize} to {disk.Image.VirtualSize} bytes): every data block is read.");
+                }
                 int lastPercent = -1;
                 string status = $"{request.VmName}: disk {disk.Name} ({i + 1} of {request.Disks.Count})";
                 _reporter.Progress(activity, status, 0);
@@ -146,7 +153,7 @@ namespace VmCheckpoint.Core.Jobs
                     if (percent == lastPercent) return;
                     lastPercent = percent;
                     _reporter.Progress(activity, status, percent);
-                }, cancellationToken, useChanges);
+                }, cancellationToken, diskChanges);
                 manifest.Disks.Add(new DiskManifest(disk.Name, disk.SourcePath, disk.Image.Format, disk.Image.VirtualSize, table));
             }
             if (request.Memory != null)

@@ -39,7 +39,7 @@ namespace VmCheckpoint.Core.Jobs
             long blockCount = (virtualSize + _blockSize - 1) / _blockSize;
             var result = new List<KeyValuePair<long, BlockHash>>();
             var changes = useChanges && parent != null ? source.ChangedExtents : null;
-            var toRead = BlocksToRead(source.Image, changes, blockCount);
+            var toRead = changes is null ? BlocksToRead(source.Image, null, blockCount) : BlocksToRead(source.Image, changes, parent!, blockCount);
 
             long holes = 0;
             // Blocks outside the changed ranges are the parent's, unchanged (a synthetic full).
@@ -191,6 +191,50 @@ namespace VmCheckpoint.Core.Jobs
                 if (end - 1 > last) last = end - 1;
             }
             return list;
+        }
+
+        /// <summary>
+        /// Blocks to read when the changed ranges are known: those the ranges touch that hold data now or held data in
+        /// the parent (a write of zeros, a discard), and every block of the parent that is a hole now whatever the
+        /// ranges say (a disk shrunk and grown back loses data that no change tracking records). Walking the data and
+        /// the parent's blocks, not the ranges, keeps this to the size of the data however large the ranges claim to be.
+        /// </summary>
+        private List<long> BlocksToRead(IDiskImage image, IReadOnlyList<DiskExtent> changes, BlockTable parent, long blockCount)
+        {
+            var sortedChanges = changes.Where(c => c.Length > 0).OrderBy(c => c.Offset).ToList();
+            var list = new List<long>();
+            using var data = DataBlocks(image, blockCount).GetEnumerator();
+            bool haveData = data.MoveNext();
+            int p = 0, c = 0;
+            while (haveData || p < parent.Count)
+            {
+                long nextData = haveData ? data.Current : long.MaxValue;
+                long nextParent = p < parent.Count ? parent.IndexAt(p) : long.MaxValue;
+                if (nextParent >= blockCount) { p = parent.Count; if (!haveData) break; nextParent = long.MaxValue; }
+                long b = Math.Min(nextData, nextParent);
+                bool isData = nextData == b, inParent = nextParent == b;
+                if (isData) haveData = data.MoveNext();
+                if (inParent) p++;
+                long start = b * _blockSize, end = start + _blockSize;
+                while (c < sortedChanges.Count && sortedChanges[c].End <= start) c++;
+                bool marked = c < sortedChanges.Count && sortedChanges[c].Offset < end;
+                if (marked || (inParent && !isData)) list.Add(b);
+            }
+            return list;
+        }
+
+        /// <summary>The indexes of the blocks that hold data, ascending, each once.</summary>
+        private IEnumerable<long> DataBlocks(IDiskImage image, long blockCount)
+        {
+            long last = -1;
+            foreach (var e in image.GetDataExtents(0, image.VirtualSize))
+            {
+                if (e.Length <= 0) continue;
+                long first = Math.Max(e.Offset / _blockSize, last + 1);
+                long end = Math.Min((e.End + _blockSize - 1) / _blockSize, blockCount);
+                for (long b = first; b < end; b++) yield return b;
+                if (end - 1 > last) last = end - 1;
+            }
         }
 
         internal static unsafe bool IsZero(byte[] buffer, int length)

@@ -213,48 +213,11 @@ namespace VmCheckpoint.Core.Jobs
                         }
                         else
                         {
-                            changes = BlocksToRead(q, parentDisk.Blocks, changes);
-                            _reporter.Verbose($"{d.Name}: {changes.Sum(c => c.Length)} bytes to read, written since checkpoint {parent!.Id} (bitmap {name}).");
+                            _reporter.Verbose($"{d.Name}: {changes.Count} ranges written since checkpoint {parent!.Id} (bitmap {name}).");
                         }
                     }
                 }
                 result.Add(new DiskSource(d.Name, d.Image, changes, d.SourcePath));
-            }
-            return result;
-        }
-
-        /// <summary>
-        /// The blocks to read: those the bitmap marks that hold data now or held data in the parent (a write of zeros
-        /// or a discard), and every block of the parent that is unallocated now whatever the bitmap says (a disk shrunk
-        /// and grown back loses data that no bit records). Walking data and parent blocks, not the marked ranges,
-        /// keeps this to the size of the data even when a hostile bitmap marks a huge disk.
-        /// </summary>
-        private List<DiskExtent> BlocksToRead(IDiskImage image, BlockTable parentBlocks, List<DiskExtent> changes)
-        {
-            long blockSize = _repository.BlockSize;
-            var data = new HashSet<long>();
-            foreach (var e in image.GetDataExtents(0, image.VirtualSize))
-            {
-                for (long b = e.Offset / blockSize; b * blockSize < e.End; b++) data.Add(b);
-            }
-            var candidates = new SortedSet<long>(data);
-            for (int i = 0; i < parentBlocks.Count; i++) candidates.Add(parentBlocks.IndexAt(i));
-
-            var result = new List<DiskExtent>();
-            int at = 0; // changes are sorted and merged: one pass alongside the sorted candidates
-            foreach (long b in candidates)
-            {
-                long start = b * blockSize;
-                long end = Math.Min(image.VirtualSize, start + blockSize);
-                if (start >= end) continue;
-                while (at < changes.Count && changes[at].End <= start) at++;
-                bool marked = at < changes.Count && changes[at].Offset < end;
-                bool nowHole = !data.Contains(b);
-                if (!marked && !nowHole) continue;
-                if (result.Count > 0 && result[result.Count - 1].End == start)
-                    result[result.Count - 1] = new DiskExtent(result[result.Count - 1].Offset, end - result[result.Count - 1].Offset);
-                else
-                    result.Add(new DiskExtent(start, end - start));
             }
             return result;
         }

@@ -161,6 +161,44 @@ public sealed class CheckpointJobTests
     }
 
     [Fact]
+    public void AParentBlockThatIsAHoleNowIsReadWhateverTheChangesSay()
+    {
+        // A disk shrunk and grown back (or trimmed by a writer that tracks nothing) loses data that no change records.
+        using var t = new TestRepository();
+        string path = t.File("vda.raw");
+        ImageFiles.CreateRaw(path, 1 * MiB, (0, ImageFiles.Noise(1, 16 * Block)));
+        var m1 = t.Checkpoint("live", path);
+        Qemu.Ok("fallocate", "--punch-hole", "--offset", (6 * Block).ToString(), "--length", Block.ToString(), path);
+        var now = File.ReadAllBytes(path);
+        var image = new FaultyDiskImage(DiskImage.Open(path));
+        CheckpointManifest m2;
+        using (image)
+            m2 = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("live", new[] { new DiskSource("vda", image, new DiskExtent[0]) }) { ChangesSince = m1.Id });
+
+        Assert.Equal(new long[] { 6 * Block }, image.ReadOffsets);
+        Assert.Null(m2.Disks[0].Blocks.Find(6));
+        Assert.Equal(now, t.Restore(m2.Id, "vda"));
+    }
+
+    [Fact]
+    public void ChangedExtentsOfADiskThatChangedSizeAreNotTrusted()
+    {
+        using var t = new TestRepository();
+        string path = t.File("vda.raw");
+        ImageFiles.CreateRaw(path, 1 * MiB, (0, ImageFiles.Noise(1, 16 * Block)));
+        var m1 = t.Checkpoint("live", path);
+        using (var f = new FileStream(path, FileMode.Open)) f.SetLength(2 * MiB);
+        var now = ImageFiles.Patch(path, (3 * Block, ImageFiles.Noise(4, Block)));
+        var image = new FaultyDiskImage(DiskImage.Open(path));
+        CheckpointManifest m2;
+        using (image)
+            m2 = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("live", new[] { new DiskSource("vda", image, new DiskExtent[0]) }) { ChangesSince = m1.Id });
+
+        Assert.Equal(16L * Block, image.BytesRead);
+        Assert.Equal(now, t.Restore(m2.Id, "vda"));
+    }
+
+    [Fact]
     public void ChangedExtentsWithoutAParentReadTheWholeDisk()
     {
         // Changed ranges are relative to a parent; with no parent they say nothing about the other blocks.

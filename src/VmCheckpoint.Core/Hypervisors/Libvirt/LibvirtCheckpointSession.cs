@@ -29,6 +29,8 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         private string? _workDir;
         private bool _backupRunning;
         private bool _committed;
+        /// <summary>NewTrackingId is a checkpoint this session created (not the parent's, carried over): only then is it undone.</summary>
+        private bool _created;
 
         private LibvirtCheckpointSession(LibvirtHypervisor hypervisor, LibvirtDomain domain, IJobReporter reporter)
         {
@@ -96,6 +98,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             Chmod(_workDir, 0x1FF); // qemu (as libvirt-qemu) creates the NBD socket and scratch files here
             string socket = Path.Combine(_workDir, "nbd.sock");
             NewTrackingId = CheckpointPrefix + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff") + "-" + Guid.NewGuid().ToString("N").Substring(0, 4);
+            _created = true;
 
             var clock = Stopwatch.StartNew();
             string? stateFile = plan.IncludeMemory ? Path.Combine(_workDir, "memory.save") : null;
@@ -175,17 +178,41 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             _backupRunning = true;
         }
 
-        /// <summary>A shut-off domain (stopped, or crashed) is read from its disk files, without change tracking.</summary>
+        /// <summary>
+        /// A shut-off domain (stopped, or crashed) is read from its disk files. The parent's libvirt checkpoint is a
+        /// persistent bitmap in each qcow2, which qemu saved when the VM stopped cleanly and which every qemu program
+        /// writing the file since has kept: where it can be trusted, only the blocks it marks are read, and the
+        /// checkpoint stays the next run's parent (it still records every write since). After a crash qemu could not
+        /// save it (it is left in use): then every data block is read and compared by hash, as before.
+        /// </summary>
         private void OpenShutOff(CheckpointPlan plan)
         {
             if (plan.IncludeMemory) _reporter.Warning($"'{VmName}' is not running: its memory state cannot be taken; its disks are.");
             _notes.Add($"'{VmName}' was not running: its disk files were read.");
+            string? parent = plan.Full ? null : plan.ParentTrackingId;
+            if (parent != null && !_domain.ListCheckpoints().Contains(parent)) parent = null;
+            bool allTracked = parent != null;
             foreach (var disk in DomainXml.Disks(Configuration!))
             {
                 if (disk.SourceFile is null) { _notes.Add($"Disk {disk.Target} has no file and is not checkpointed."); continue; }
-                _disks.Add(new DiskSource(disk.Target, DiskImage.Open(disk.SourceFile), null, disk.SourceFile));
+                var image = DiskImage.Open(disk.SourceFile);
+                List<DiskExtent>? changes = null;
+                if (parent != null && image is Disks.Qcow2.Qcow2Image q)
+                {
+                    changes = q.GetChangesSince(parent, ShutOffChangeAlignment, out string reason);
+                    if (changes == null)
+                    {
+                        allTracked = false;
+                        _notes.Add($"Disk {disk.Target}: every data block was read: {reason}.");
+                    }
+                }
+                _disks.Add(new DiskSource(disk.Target, image, changes, disk.SourceFile));
             }
+            if (allTracked) NewTrackingId = parent;   // carried over: the next run is incremental from it, live or not
         }
+
+        /// <summary>The unit the bitmap's ranges are widened to: libvirt's bitmaps have 64 KiB granularity.</summary>
+        private const long ShutOffChangeAlignment = 64 * 1024;
 
         public string? Seal() => NewTrackingId;
 
@@ -232,7 +259,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             try
             {
                 EndBackup();
-                if (!_committed && NewTrackingId != null && _domain.IsActive)
+                if (!_committed && _created && NewTrackingId != null && _domain.IsActive)
                 {
                     // Deleting the new checkpoint merges its bitmap into its parent's: the next run stays incremental.
                     try { if (_domain.ListCheckpoints().Contains(NewTrackingId)) _domain.DeleteCheckpoint(NewTrackingId, metadataOnly: false); }
