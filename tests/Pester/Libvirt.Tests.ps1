@@ -131,6 +131,30 @@ Describe 'Live checkpoints: two disks, names, errors' {
         Test-SameImage (Join-Path $work 'two-b-now.qcow2') ($r | Where-Object Name -eq vdb).Path | Should -BeTrue
     }
 
+    It 'reads a disk whole when its file was swapped with another disk''s: their bitmaps tell the other disk''s history' {
+        $a = New-Disk 'swap-a.qcow2'
+        $b = New-Disk 'swap-b.qcow2' -Offsets 0, 16MB, 48MB
+        $vm = New-Vm 'swap' $a, $b
+        Invoke-VmCheckpoint -Name $vm -Repository $repo | Out-Null
+        Write-VmDisk -Name $vm -DiskIndex 1 -Offset 30MB -Seed 311   # lands in b's bitmap
+        # The same domain (its libvirt checkpoint stays), redefined with the two files swapped: vda is b's file now.
+        Invoke-Virsh destroy $vm | Out-Null
+        $xml = (Invoke-Virsh dumpxml --inactive $vm) -join "`n"
+        $xml = $xml.Replace($a, '@A@').Replace($b, $a).Replace('@A@', $b)
+        $file = Join-Path $work 'swap.xml'
+        Set-Content $file $xml
+        Invoke-Virsh define $file | Out-Null
+        Invoke-Virsh start $vm | Out-Null
+        Write-VmDisk -Name $vm -DiskIndex 0 -Offset 2MB -Seed 312
+        $c = Invoke-VmCheckpoint -Name $vm -Repository $repo
+        $c.Note | Should -Match 'vda is .*swap-b.qcow2 now'
+        Copy-VmDisk -Name $vm -Source $b -Destination (Join-Path $work 'swap-vda-now.qcow2')
+        Copy-VmDisk -Name $vm -Source $a -Destination (Join-Path $work 'swap-vdb-now.qcow2') -DiskIndex 1
+        $r = $c | Restore-VmCheckpoint -Destination (Join-Path $work 'r-swap') -Repository $repo
+        Test-SameImage (Join-Path $work 'swap-vda-now.qcow2') ($r | Where-Object Name -eq vda).Path | Should -BeTrue
+        Test-SameImage (Join-Path $work 'swap-vdb-now.qcow2') ($r | Where-Object Name -eq vdb).Path | Should -BeTrue
+    }
+
     It 'checkpoints a VM named with spaces and quotes' {
         $name = $prefix + "it's a `"quoted`" vm"
         $d = New-Disk 'quoted.qcow2'

@@ -14,6 +14,15 @@ namespace VmCheckpoint.Core.Hypervisors
         public bool IncludeMemory { get; set; }
         /// <summary>Read every allocated block, ignoring change tracking (blocks are still deduplicated by hash).</summary>
         public bool Full { get; set; }
+        /// <summary>
+        /// The file each disk of the latest checkpoint was read from, by disk name. A disk whose file is another one now
+        /// (disks swapped or replaced in the VM's configuration) carries bitmaps that describe another disk's history.
+        /// </summary>
+        public IReadOnlyDictionary<string, string> ParentDiskFiles { get; set; } = new Dictionary<string, string>();
+
+        /// <summary>True when the disk's changes since the parent can be taken from tracking on <paramref name="file"/>.</summary>
+        public bool SameFileAsParent(string diskName, string? file) =>
+            file != null && ParentDiskFiles.TryGetValue(diskName, out var before) && string.Equals(before, file, StringComparison.Ordinal);
     }
 
     /// <summary>

@@ -31,7 +31,13 @@ namespace VmCheckpoint.Core.Jobs
         {
             var job = new CheckpointJob(_repository, _catalog, _reporter);
             var parent = job.FindParent(vmName);
-            if (parent != null && parent.Hypervisor == _hypervisor.Name) plan.ParentTrackingId ??= parent.ChangeTrackingId;
+            if (parent != null && parent.Hypervisor == _hypervisor.Name)
+            {
+                plan.ParentTrackingId ??= parent.ChangeTrackingId;
+                var files = new System.Collections.Generic.Dictionary<string, string>(StringComparer.Ordinal);
+                foreach (var d in parent.Disks) files[d.Name] = d.SourcePath;
+                plan.ParentDiskFiles = files;
+            }
             IVmCheckpointSession session;
             try
             {

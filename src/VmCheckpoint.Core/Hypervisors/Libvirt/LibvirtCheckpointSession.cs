@@ -143,7 +143,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             }
             foreach (var disk in disks.Where(d => d.Type == "file" || d.Type == "block"))
             {
-                bool tracked = incremental && disk.IsQcow2;
+                bool tracked = incremental && disk.IsQcow2 && SameFile(plan, disk);
                 var image = NbdDiskImage.Connect(socket, disk.Target, tracked ? "qemu:dirty-bitmap:backup-" + disk.Target : null, disk.SourceFile);
                 _disks.Add(new DiskSource(disk.Target, image, tracked ? image.GetChangedExtents() : null, disk.SourceFile));
             }
@@ -197,7 +197,11 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 if (disk.SourceFile is null) { _notes.Add($"Disk {disk.Target} has no file and is not checkpointed."); continue; }
                 var image = DiskImage.Open(disk.SourceFile);
                 List<DiskExtent>? changes = null;
-                if (parent != null && image is Disks.Qcow2.Qcow2Image q)
+                if (parent != null && image is Disks.Qcow2.Qcow2Image && !SameFile(plan, disk))
+                {
+                    allTracked = false;
+                }
+                else if (parent != null && image is Disks.Qcow2.Qcow2Image q)
                 {
                     changes = q.GetChangesSince(parent, ShutOffChangeAlignment, out string reason);
                     if (changes == null)
@@ -209,6 +213,14 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 _disks.Add(new DiskSource(disk.Target, image, changes, disk.SourceFile));
             }
             if (allTracked) NewTrackingId = parent;   // carried over: the next run is incremental from it, live or not
+        }
+
+        /// <summary>Whether the disk is still the file the parent read; if not, its bitmaps tell another disk's history.</summary>
+        private bool SameFile(CheckpointPlan plan, DomainDisk disk)
+        {
+            if (plan.SameFileAsParent(disk.Target, disk.SourceFile) || !plan.ParentDiskFiles.ContainsKey(disk.Target)) return true;
+            _notes.Add($"Disk {disk.Target} is {disk.SourceFile} now, not {plan.ParentDiskFiles[disk.Target]}: every allocated block of it was read.");
+            return false;
         }
 
         /// <summary>The unit the bitmap's ranges are widened to: libvirt's bitmaps have 64 KiB granularity.</summary>
