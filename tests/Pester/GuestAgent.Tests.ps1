@@ -149,7 +149,7 @@ Describe 'Watch-VmHealth and a VM its administrator shut down' {
 }
 
 Describe 'A VM that was shut down cleanly, checkpointed from its files' {
-    It 'reads only what its libvirt checkpoint''s bitmap marks, restores equal, and stays incremental once running again' {
+    It 'reads only what its libvirt checkpoint''s bitmap marks, restores equal, and goes on live once running again' {
         $vm = New-GuestVm 'offinc'
         Wait-GuestAgent $vm.Name $vm.Console | Out-Null
         Wait-GuestLine $vm.Console '^VMCKG COUNT '
@@ -173,11 +173,16 @@ Describe 'A VM that was shut down cleanly, checkpointed from its files' {
         $off | Restore-VmCheckpoint -Destination $out -Repository $repo | Out-Null
         Test-SameImage (Join-Path $out 'vda.qcow2') $copy | Should -BeTrue
 
+        # The bitmap is not used for a second checkpoint (a file put back from a copy taken in between would pass for
+        # unchanged): the next live run reads everything and compares by hash, and leaves one checkpoint of ours.
         Invoke-Virsh start $vm.Name | Out-Null
         Wait-GuestAgent $vm.Name $vm.Console | Out-Null
         $live = Invoke-VmCheckpoint -Name $vm.Name -Repository $repo
-        $live.Note | Should -Not -Match 'gone from libvirt'
-        $live.ReadBytes | Should -BeLessOrEqual 2MB
+        $live.ReadBytes | Should -Be 6MB
+        $live.StoredBytes | Should -BeLessOrEqual 1MB
+        @(Invoke-Virsh checkpoint-list $vm.Name --name | Where-Object { "$_".Trim() }).Count | Should -Be 1
+        Write-VmDisk -Name $vm.Name -Offset 12MB -Length 64KB -Seed 32
+        (Invoke-VmCheckpoint -Name $vm.Name -Repository $repo).ReadBytes | Should -BeLessOrEqual 2MB
     }
 }
 

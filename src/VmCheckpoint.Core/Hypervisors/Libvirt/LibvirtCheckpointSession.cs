@@ -31,6 +31,8 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         private bool _committed;
         /// <summary>NewTrackingId is a checkpoint this session created (not the parent's, carried over): only then is it undone.</summary>
         private bool _created;
+        /// <summary>The domain was not running: its files were read, and it must still not be running when they are sealed.</summary>
+        private bool _shutOff;
 
         private LibvirtCheckpointSession(LibvirtHypervisor hypervisor, LibvirtDomain domain, IJobReporter reporter)
         {
@@ -179,40 +181,34 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         }
 
         /// <summary>
-        /// A shut-off domain (stopped, or crashed) is read from its disk files. The parent's libvirt checkpoint is a
+        /// A shut-off domain (stopped, or crashed) is read from its disk files, each opened as the format libvirt
+        /// declares (a raw disk whose guest wrote a qcow2 header into it stays raw). The parent's libvirt checkpoint is a
         /// persistent bitmap in each qcow2, which qemu saved when the VM stopped cleanly and which every qemu program
-        /// writing the file since has kept: where it can be trusted, only the blocks it marks are read, and the
-        /// checkpoint stays the next run's parent (it still records every write since). After a crash qemu could not
-        /// save it (it is left in use): then every data block is read and compared by hash, as before.
+        /// writing the file since has kept: where it can be trusted, only the blocks it marks are read. After a crash
+        /// qemu could not save it (it is left in use): then every data block is read and compared by hash.
+        /// The libvirt checkpoint is not carried over to this checkpoint: a bitmap is a record of changes since the one
+        /// instant it was created, and used for two checkpoints, a disk file put back from a copy taken between them
+        /// would pass for unchanged. The next live run is therefore a full read (hash-compared, storing only changes).
         /// </summary>
         private void OpenShutOff(CheckpointPlan plan)
         {
+            _shutOff = true;
             if (plan.IncludeMemory) _reporter.Warning($"'{VmName}' is not running: its memory state cannot be taken; its disks are.");
             _notes.Add($"'{VmName}' was not running: its disk files were read.");
             string? parent = plan.Full ? null : plan.ParentTrackingId;
             if (parent != null && !_domain.ListCheckpoints().Contains(parent)) parent = null;
-            bool allTracked = parent != null;
             foreach (var disk in DomainXml.Disks(Configuration!))
             {
                 if (disk.SourceFile is null) { _notes.Add($"Disk {disk.Target} has no file and is not checkpointed."); continue; }
-                var image = DiskImage.Open(disk.SourceFile);
+                var image = DiskImage.Open(disk.SourceFile, new BackingChain(), null, disk.IsQcow2 ? DiskFormat.Qcow2 : DiskFormat.Raw);
                 List<DiskExtent>? changes = null;
-                if (parent != null && image is Disks.Qcow2.Qcow2Image && !SameFile(plan, disk))
-                {
-                    allTracked = false;
-                }
-                else if (parent != null && image is Disks.Qcow2.Qcow2Image q)
+                if (parent != null && image is Disks.Qcow2.Qcow2Image q && SameFile(plan, disk))
                 {
                     changes = q.GetChangesSince(parent, ShutOffChangeAlignment, out string reason);
-                    if (changes == null)
-                    {
-                        allTracked = false;
-                        _notes.Add($"Disk {disk.Target}: every data block was read: {reason}.");
-                    }
+                    if (changes == null) _notes.Add($"Disk {disk.Target}: every data block was read: {reason}.");
                 }
                 _disks.Add(new DiskSource(disk.Target, image, changes, disk.SourceFile));
             }
-            if (allTracked) NewTrackingId = parent;   // carried over: the next run is incremental from it, live or not
         }
 
         /// <summary>Whether the disk is still the file the parent read; if not, its bitmaps tell another disk's history.</summary>
@@ -226,13 +222,20 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         /// <summary>The unit the bitmap's ranges are widened to: libvirt's bitmaps have 64 KiB granularity.</summary>
         private const long ShutOffChangeAlignment = 64 * 1024;
 
-        public string? Seal() => NewTrackingId;
+        public string? Seal()
+        {
+            // Started while its files were read: what was read may be torn, and nothing can tell which part.
+            if (_shutOff && _domain.IsActive)
+                throw new VmBusyException($"'{VmName}' was started while its disk files were read: run the checkpoint again.");
+            return NewTrackingId;
+        }
 
         public void Commit()
         {
             EndBackup();
-            // The new checkpoint is the next run's parent; older ones of ours only slow the guest's writes.
-            RemoveOwnCheckpoints(keep: NewTrackingId);
+            // The new checkpoint is the next run's parent; older ones of ours only slow the guest's writes. libvirt
+            // deletes a checkpoint's bitmaps only while the domain runs: for a shut-off one, the next live run does it.
+            if (_domain.IsActive) RemoveOwnCheckpoints(keep: NewTrackingId);
             _committed = true;
         }
 
