@@ -227,7 +227,8 @@ namespace VmCheckpoint.Core.Jobs
         private IEnumerable<long> DataBlocks(IDiskImage image, long blockCount)
         {
             long last = -1;
-            foreach (var e in image.GetDataExtents(0, image.VirtualSize))
+            // Sorted here as well: the readers promise order, and a range out of order must not be skipped unread.
+            foreach (var e in image.GetDataExtents(0, image.VirtualSize).OrderBy(x => x.Offset))
             {
                 if (e.Length <= 0) continue;
                 long first = Math.Max(e.Offset / _blockSize, last + 1);
