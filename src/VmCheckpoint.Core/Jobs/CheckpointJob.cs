@@ -142,7 +142,9 @@ namespace VmCheckpoint.Core.Jobs
                 {
                     // Tracking follows a resize, but a disk shrunk and grown back, or grown over old data, is not a record to trust.
                     diskChanges = false;
-                    _reporter.Verbose($"Disk {disk.Name} changed size ({parentDisk.VirtualSize} to {disk.Image.VirtualSize} bytes): every data block is read.");
+                    string resized = $"{disk.Name}: every data block is read: its size changed from {parentDisk.VirtualSize} to {disk.Image.VirtualSize} bytes.";
+                    _reporter.Verbose(resized);
+                    manifest.Note = manifest.Note is null ? resized : manifest.Note + " " + resized;
                 }
                 int lastPercent = -1;
                 string status = $"{request.VmName}: disk {disk.Name} ({i + 1} of {request.Disks.Count})";

@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.Linq;
-using System.Security.Cryptography;
 using System.Threading;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
@@ -73,7 +72,7 @@ namespace VmCheckpoint.Core.Jobs
             string prefix = VmPrefix(vmName);
             string? since = parent != null && parent.Hypervisor == HypervisorNames.Offline && parent.ChangeTrackingId != null
                 && parent.ChangeTrackingId.StartsWith(prefix, StringComparison.Ordinal) ? parent.ChangeTrackingId : null;
-            string tracking = prefix + NewId();
+            string tracking = prefix + Hex.Random(8);
             var notes = new List<string>();
             var tracked = new List<DiskSource>();
             try
@@ -181,12 +180,8 @@ namespace VmCheckpoint.Core.Jobs
 
         internal static string DiskBitmap(string tracking, string diskName) => tracking + "-" + ShortHash(diskName);
 
-        private static string ShortHash(string text)
-        {
-            using var sha = SHA256.Create();
-            var hash = sha.ComputeHash(System.Text.Encoding.UTF8.GetBytes(text));
-            return BitConverter.ToString(hash, 0, 4).Replace("-", "").ToLowerInvariant();
-        }
+        /// <summary>The first 8 hex digits of the name's SHA-256: the same hash that names the VM's folder in the repository.</summary>
+        private static string ShortHash(string text) => RepositoryLayout.VmKey(text).Substring(0, 8);
 
         /// <summary>Opens the files again (after the bitmaps were added) with the ranges written since <paramref name="since"/>.</summary>
         private List<DiskSource> OpenWithChanges(IReadOnlyList<string> paths, CheckpointManifest? parent, string? since, List<string> notes)
@@ -197,25 +192,13 @@ namespace VmCheckpoint.Core.Jobs
             {
                 List<DiskExtent>? changes = null;
                 var parentDisk = parent?.Disks.FirstOrDefault(p => string.Equals(p.Name, d.Name, StringComparison.Ordinal));
+                // A resized disk is CheckpointJob's to catch, for every source of changes alike.
                 if (since != null && parentDisk != null && d.Image is Qcow2Image q)
                 {
-                    if (parentDisk.VirtualSize != q.VirtualSize)
-                    {
-                        notes.Add($"{d.Name}: every data block is read: its size changed from {parentDisk.VirtualSize} to {q.VirtualSize} bytes.");
-                    }
-                    else
-                    {
-                        string name = DiskBitmap(since, d.Name);
-                        changes = q.GetChangesSince(name, _repository.BlockSize, out string reason);
-                        if (changes == null)
-                        {
-                            notes.Add($"{d.Name}: every data block is read: {reason}.");
-                        }
-                        else
-                        {
-                            _reporter.Verbose($"{d.Name}: {changes.Count} ranges written since checkpoint {parent!.Id} (bitmap {name}).");
-                        }
-                    }
+                    string name = DiskBitmap(since, d.Name);
+                    changes = q.GetChangesSince(name, _repository.BlockSize, out string reason);
+                    if (changes == null) notes.Add($"{d.Name}: every data block is read: {reason}.");
+                    else _reporter.Verbose($"{d.Name}: {changes.Count} ranges written since checkpoint {parent!.Id} (bitmap {name}).");
                 }
                 result.Add(new DiskSource(d.Name, d.Image, changes, d.SourcePath));
             }
@@ -258,13 +241,6 @@ namespace VmCheckpoint.Core.Jobs
         private void LogFailure(string vmName, Exception e)
         {
             if (_catalog != null) _catalog.FinishJob(_catalog.StartJob("Checkpoint", vmName, _repository), JobResult.Failed, e.Message);
-        }
-
-        private static string NewId()
-        {
-            var bytes = new byte[8];
-            using (var rng = RandomNumberGenerator.Create()) rng.GetBytes(bytes);
-            return BitConverter.ToString(bytes).Replace("-", "").ToLowerInvariant();
         }
     }
 }
