@@ -219,40 +219,12 @@ namespace VmCheckpoint.Core.Jobs
                 _reporter.Warning($"Disk {disk.Name} is {disk.VirtualSize} bytes, not whole 512-byte sectors: its {request.Format} copy is {virtualSize} bytes, the tail zero-filled. Restore as raw for the exact size.");
             }
             var temporary = target + ".partial-" + Hex.Random(4);
-            int blockSize = manifest.BlockSize;
-            var blocks = disk.Blocks;
-            int depth = Math.Max(2, Math.Min(8, Environment.ProcessorCount * 2));
-            var free = new BlockingCollection<byte[]>();
-            for (int i = 0; i < depth + 1; i++) free.Add(new byte[blockSize]);
-            var readers = new ThreadLocal<BlockReader>(() => new BlockReader(store, _repository.Layout), trackAllValues: true);
-            var pending = new Queue<Task<(byte[] Buffer, int Length)>>();
-            using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             long data = 0;
-            int lastPercent = -1;
             try
             {
                 using (var writer = DiskImage.Create(temporary, request.Format, virtualSize))
                 {
-                    int next = 0;
-                    for (int written = 0; written < blocks.Count; written++)
-                    {
-                        // Keep `depth` blocks being read and checked ahead of the writer, in disk order.
-                        while (next < blocks.Count && pending.Count < depth)
-                        {
-                            var hash = blocks.HashAt(next);
-                            var buffer = free.Take(failed.Token);
-                            pending.Enqueue(Task.Run(() => (buffer, readers.Value!.Read(hash, buffer)), failed.Token));
-                            next++;
-                        }
-                        var item = pending.Dequeue().GetAwaiter().GetResult();
-                        long offset = blocks.IndexAt(written) * (long)blockSize;
-                        int length = (int)Math.Min(item.Length, disk.VirtualSize - offset);
-                        writer.Write(offset, item.Buffer, 0, length);
-                        data += length;
-                        free.Add(item.Buffer);
-                        int percent = (int)(100L * (written + 1) / blocks.Count);
-                        if (percent != lastPercent) { lastPercent = percent; _reporter.Progress("Restoring", status, percent); }
-                    }
+                    data = WriteBlocks(store, disk, manifest.BlockSize, writer, status, cancellationToken);
                     writer.Complete();
                 }
                 if (File.Exists(target))
@@ -266,16 +238,96 @@ namespace VmCheckpoint.Core.Jobs
             }
             catch
             {
-                failed.Cancel();
-                foreach (var t in pending) { try { t.Wait(); } catch (AggregateException) { } }
                 AtomicFile.TryDelete(temporary);
                 throw;
             }
-            finally
+        }
+
+        /// <summary>
+        /// Writes a disk's blocks in disk order and returns the bytes written. A few threads each take the next block,
+        /// read, decompress and check it on their own, then wait for their turn to write it: the writer sees one
+        /// ascending stream, and no thread spins on a queue (on two cores, spinning waits cost more than they overlap).
+        /// </summary>
+        private long WriteBlocks(BlockStore store, DiskManifest disk, int blockSize, IDiskImageWriter writer, string status, CancellationToken cancellationToken)
+        {
+            var blocks = disk.Blocks;
+            int threads = Math.Max(2, Math.Min(4, Environment.ProcessorCount)) + 1;
+            var turn = new object();
+            int taken = 0, written = 0, lastPercent = -1;
+            long data = 0;
+            using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            // A thread waiting for its turn wakes when the run fails or is stopped.
+            using var wake = failed.Token.Register(() => { lock (turn) Monitor.PulseAll(turn); });
+            void Work()
             {
-                foreach (var r in readers.Values) r.Dispose();
-                readers.Dispose();
+                var buffer = new byte[blockSize];
+                using var reader = new BlockReader(store, _repository.Layout);
+                try
+                {
+                    while (true)
+                    {
+                        int i;
+                        lock (turn)
+                        {
+                            failed.Token.ThrowIfCancellationRequested();
+                            if (taken >= blocks.Count) return;
+                            i = taken++;
+                        }
+                        int n = reader.Read(blocks.HashAt(i), buffer);
+                        lock (turn)
+                        {
+                            while (written != i)
+                            {
+                                failed.Token.ThrowIfCancellationRequested();
+                                Monitor.Wait(turn);
+                            }
+                        }
+                        // This thread's turn: the others wait until `written` moves on.
+                        long offset = blocks.IndexAt(i) * (long)blockSize;
+                        int length = (int)Math.Min(n, disk.VirtualSize - offset);
+                        writer.Write(offset, buffer, 0, length);
+                        data += length;
+                        int percent = (int)(100L * (i + 1) / blocks.Count);
+                        if (percent != lastPercent) { lastPercent = percent; _reporter.Progress("Restoring", status, percent); }
+                        lock (turn)
+                        {
+                            written++;
+                            Monitor.PulseAll(turn);
+                        }
+                    }
+                }
+                catch (Exception e) when (!(e is OperationCanceledException))
+                {
+                    failed.Cancel(); // the other threads stop at their next block or turn
+                    throw;
+                }
             }
+            var workers = Enumerable.Range(0, threads - 1)
+                .Select(_ => Task.Factory.StartNew(Work, failed.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default))
+                .ToArray();
+            Exception? own = null;
+            try
+            {
+                Work(); // the calling thread is one of them
+            }
+            catch (Exception e)
+            {
+                own = e;
+            }
+            try
+            {
+                Task.WaitAll(workers);
+            }
+            catch (AggregateException)
+            {
+            }
+            // A real failure (a damaged block, a full disk) is the cause; the others only saw the cancellation.
+            if (own != null && !(own is OperationCanceledException)) throw own;
+            var fault = workers.Where(w => w.IsFaulted).Select(w => w.Exception!.InnerException!).FirstOrDefault(e => !(e is OperationCanceledException));
+            if (fault != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(fault).Throw();
+            if (own != null) throw own;
+            cancellationToken.ThrowIfCancellationRequested();
+            return data;
         }
     }
 }

@@ -60,6 +60,35 @@ public sealed class WriterTests
     }
 
     [Fact]
+    public void Qcow2WriterSplitsOneWriteAcrossL2Tables()
+    {
+        using var temp = new TempFolder();
+        // One 3 MiB write from 511 MiB: its clusters belong to two L2 tables (512 MiB each), with a zero cluster inside.
+        long size = 1024 * MiB;
+        var data = new byte[3 * MiB];
+        new Random(7).NextBytes(data);
+        Array.Clear(data, (int)MiB, 64 * 1024);
+        string raw = temp.File("expected.raw");
+        using (var f = new FileStream(raw, FileMode.CreateNew))
+        {
+            f.SetLength(size);
+            f.Position = 511 * MiB;
+            f.Write(data, 0, data.Length);
+        }
+        string dst = temp.File("restored.qcow2");
+        using (IDiskImageWriter writer = DiskImage.Create(dst, DiskFormat.Qcow2, size))
+        {
+            writer.Write(511 * MiB, data, 0, data.Length);
+            writer.Complete();
+        }
+
+        AssertQemuCheckClean(dst);
+        Assert.Equal(0, Qemu.Compare(raw, "raw", dst, "qcow2").ExitCode);
+        using var image = DiskImage.Open(dst);
+        Assert.Equal(3 * MiB - 64 * 1024, image.GetDataExtents(0, size).Sum(e => e.Length));
+    }
+
+    [Fact]
     public void EmptyQcow2IsValid()
     {
         using var temp = new TempFolder();

@@ -46,7 +46,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 throw new ArgumentOutOfRangeException(nameof(virtualSize), virtualSize, "qcow2 virtual size needs an L1 table larger than qemu accepts (32 MiB).");
             _l1 = new ulong[l1Size];
             _file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read, bufferSize: 1);
-            _buffer = new SequentialClusterBuffer(ClusterSize, virtualSize, WriteDataCluster);
+            _buffer = new SequentialClusterBuffer(ClusterSize, virtualSize, WriteDataClusters);
             _writeBehind = new WriteBehind(_file);
         }
 
@@ -109,22 +109,37 @@ namespace VmCheckpoint.Core.Disks.Qcow2
 
         private static long ClustersFor(long bytes) => (bytes + ClusterSize - 1) / ClusterSize;
 
-        private void WriteDataCluster(long clusterIndex, byte[] cluster, int length)
+        /// <summary>
+        /// Appends a run of data clusters, each L2 table's share of it with one write: the run's host clusters are
+        /// consecutive, since an L2 table is only appended when the run moves on to the next table.
+        /// </summary>
+        private void WriteDataClusters(long firstCluster, int clusters, byte[] buffer, int index)
         {
-            long table = clusterIndex >> L2Bits;
-            if (table != _currentL2)
+            while (clusters > 0)
             {
-                WriteCurrentL2();
-                _currentL2 = table;
-                Array.Clear(_l2, 0, _l2.Length);
-            }
+                long table = firstCluster >> L2Bits;
+                if (table != _currentL2)
+                {
+                    WriteCurrentL2();
+                    _currentL2 = table;
+                    Array.Clear(_l2, 0, _l2.Length);
+                }
 
-            long host = AllocateCluster();
-            // Whole clusters, zero padded past the disk's end, keep the file cluster aligned.
-            Array.Clear(cluster, length, ClusterSize - length);
-            StreamIO.WriteAt(_file, host, cluster, 0, ClusterSize);
-            _writeBehind.Written(host + ClusterSize);
-            _l2[clusterIndex & (L2EntryCount - 1)] = (ulong)host | FlagCopied;
+                int n = (int)Math.Min(clusters, ((table + 1) << L2Bits) - firstCluster);
+                long host = _nextCluster * ClusterSize;
+                _nextCluster += n;
+                // Whole clusters (zero past the disk's end: the buffer says so) keep the file cluster aligned.
+                StreamIO.WriteAt(_file, host, buffer, index, n * ClusterSize);
+                _writeBehind.Written(host + (long)n * ClusterSize);
+                for (int i = 0; i < n; i++)
+                {
+                    _l2[(firstCluster + i) & (L2EntryCount - 1)] = (ulong)(host + (long)i * ClusterSize) | FlagCopied;
+                }
+
+                firstCluster += n;
+                clusters -= n;
+                index += n * ClusterSize;
+            }
         }
 
         private void WriteCurrentL2()

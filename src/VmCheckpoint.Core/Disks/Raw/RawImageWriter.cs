@@ -59,10 +59,12 @@ namespace VmCheckpoint.Core.Disks.Raw
             _file.Dispose();
         }
 
-        private void WriteCluster(long clusterIndex, byte[] cluster, int length)
+        private void WriteCluster(long firstCluster, int clusters, byte[] buffer, int index)
         {
-            StreamIO.WriteAt(_file, clusterIndex * ClusterSize, cluster, 0, length);
-            _writeBehind.Written(clusterIndex * ClusterSize + length);
+            long offset = firstCluster * ClusterSize;
+            int length = (int)Math.Min((long)clusters * ClusterSize, VirtualSize - offset);
+            StreamIO.WriteAt(_file, offset, buffer, index, length);
+            _writeBehind.Written(offset + length);
         }
     }
 }
