@@ -4,7 +4,7 @@
 
 -Action Restart starts the VM again in place. RestoreLatest (the default) restores its newest checkpoint that passes verification and resumes it from its memory state when the checkpoint has one (else boots it). RestoreElsewhere does so on -TargetConnectionUri, which is also where the watcher escalates when acting in place fails or the host is unreachable. Attempts per VM are capped by -MaxAttempts within an hour, with a back-off of -Cooldown doubled before each further attempt; attempts are counted in the catalog, so runs by a timer (-Once) honour them too.
 
-Writes one event object per detection and per action to the pipeline and to the catalog''s health log (Get-VmHealthEvent). Runs until Ctrl+C, or once with -Once.'
+Writes one event object per detection and per action to the pipeline and to the catalog''s health log (Get-VmHealthEvent). Runs until Ctrl+C or SIGTERM (systemctl stop), or once with -Once. Every long-running cmdlet stops on SIGTERM as on Ctrl+C: the job is cancelled and cleans up (a libvirt backup job, a new checkpoint or bitmap, temporary files) before the process ends, waiting up to 30 seconds for it.'
     Parameters  = @{
         Name                = 'The VMs to watch; every VM of the host by default.'
         ConnectionUri       = 'The libvirt host to watch (qemu:///system by default).'

@@ -35,6 +35,9 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string? CatalogPath { get; set; }
 
+        /// <summary>How long a process told to terminate waits for a running job to clean up (systemd waits 90 s by default).</summary>
+        internal static readonly TimeSpan TerminationGrace = TimeSpan.FromSeconds(30);
+
         protected CancellationToken CancelToken => _stop.Token;
 
         protected override void StopProcessing() => _stop.Cancel();
@@ -112,6 +115,15 @@ namespace VmCheckpoint.PowerShell
                 try { return work(reporter, CancelToken); }
                 finally { messages.CompleteAdding(); }
             }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default);
+            // SIGTERM (systemctl stop, docker stop, kill) would end the process where it stands: pwsh does not stop the
+            // pipeline. The job is stopped as Ctrl+C stops it, and the process waits a while for its clean-up (a libvirt
+            // backup job, a bitmap, a temporary file) before it goes.
+            using var terminate = TerminationSignal.Register(() =>
+            {
+                _stop.Cancel();
+                try { task.Wait(TerminationGrace); }
+                catch (AggregateException) { }
+            });
             try
             {
                 foreach (var message in messages.GetConsumingEnumerable()) message();

@@ -164,6 +164,33 @@ Describe 'Live checkpoints: two disks, names, errors' {
         (Get-CheckpointedVm -Name $name -Repository $repo).Hypervisor | Should -Be 'Libvirt'
     }
 
+    It 'stops cleanly on SIGTERM (systemctl stop): no backup job, no checkpoint, no temporary file left' {
+        # 1 GiB of random data keeps the full read going long enough to be interrupted while libvirt's backup job runs.
+        $raw = Join-Path $work 'sigterm.raw'
+        & sh -c "head -c 1024M /dev/urandom > '$raw'"
+        $d = Join-Path $work 'sigterm.qcow2'
+        & qemu-img convert -f raw -O qcow2 $raw $d
+        Remove-Item $raw
+        & chmod 666 $d
+        $name = New-Vm 'sigterm' $d
+        $r = Join-Path $work 'sigterm-repo'
+        New-VmCheckpointRepository -Path $r | Out-Null
+        $out = Join-Path $work 'sigterm.out'; $err = Join-Path $work 'sigterm.err'
+        $p = Start-PwshScript -Script "Invoke-VmCheckpoint -Name '$name' -Repository '$r' -ConnectionUri '$uri'" -WorkingDirectory $work -StdOut $out -StdErr $err
+        $deadline = [DateTime]::UtcNow.AddSeconds(60)
+        while (-not $p.HasExited -and [DateTime]::UtcNow -lt $deadline -and -not ((& virsh -c $uri domjobinfo $name 2>$null) -match 'Backup')) { Start-Sleep -Milliseconds 50 }
+        $p.HasExited | Should -BeFalse -Because 'the checkpoint must still be reading when the signal comes'
+        & kill -TERM $p.Id
+        $p.WaitForExit(40000) | Should -BeTrue
+        $p.ExitCode | Should -Not -Be 0
+        (& virsh -c $uri domjobinfo $name) -join ' ' | Should -Not -Match 'Backup'
+        @(& virsh -c $uri checkpoint-list $name --name | Where-Object { "$_".Trim() }).Count | Should -Be 0
+        @(Get-ChildItem $r -Recurse -File | Where-Object Name -like '*.tmp*').Count | Should -Be 0
+        @(Get-VmCheckpoint -Name $name -Repository $r -ErrorAction SilentlyContinue).Count | Should -Be 0
+        # And the next run is an ordinary first checkpoint.
+        (Invoke-VmCheckpoint -Name $name -Repository $r).ReadBytes | Should -Be 1GB
+    }
+
     It 'gives ObjectNotFound for a missing VM, and ResourceUnavailable for an unreachable host' {
         $e = { Invoke-VmCheckpoint -Name ($prefix + 'nosuchvm') -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
         $e.CategoryInfo.Category | Should -Be 'ObjectNotFound'
