@@ -4,7 +4,6 @@ using System.Collections.Generic;
 using System.Linq;
 using System.Security.Cryptography;
 using System.Threading;
-using System.Threading.Tasks;
 using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Repository;
 
@@ -80,78 +79,54 @@ namespace VmCheckpoint.Core.Jobs
                 using var sha = SHA256.Create();
                 using var codec = new BlockCodec(_compressionLevel);
                 byte[]? compressed = null;
-                try
+                while (true)
                 {
-                    while (true)
+                    long index;
+                    int length;
+                    lock (readGate)
                     {
-                        long index;
-                        int length;
-                        lock (readGate)
+                        failed.Token.ThrowIfCancellationRequested();
+                        if (next >= toRead.Count) return;
+                        index = toRead[next++];
+                        long offset = index * _blockSize;
+                        length = (int)Math.Min(_blockSize, virtualSize - offset);
+                        image.Read(offset, buffer, 0, length);
+                        read += length;
+                    }
+                    try
+                    {
+                        if (IsZero(buffer, length))
                         {
-                            failed.Token.ThrowIfCancellationRequested();
-                            if (next >= toRead.Count) return;
-                            index = toRead[next++];
-                            long offset = index * _blockSize;
-                            length = (int)Math.Min(_blockSize, virtualSize - offset);
-                            image.Read(offset, buffer, 0, length);
-                            read += length;
+                            if (parent?.Find(index) != null) Interlocked.Add(ref changed, length);
+                            continue;
                         }
+                        var hash = BlockHash.Compute(sha, buffer, 0, length);
+                        found.Add(new KeyValuePair<long, BlockHash>(index, hash));
+                        if (parent?.Find(index) != hash) Interlocked.Add(ref changed, length);
+                        if (!_store.TryClaim(hash)) continue;
                         try
                         {
-                            if (IsZero(buffer, length))
-                            {
-                                if (parent?.Find(index) != null) Interlocked.Add(ref changed, length);
-                                continue;
-                            }
-                            var hash = BlockHash.Compute(sha, buffer, 0, length);
-                            found.Add(new KeyValuePair<long, BlockHash>(index, hash));
-                            if (parent?.Find(index) != hash) Interlocked.Add(ref changed, length);
-                            if (!_store.TryClaim(hash)) continue;
-                            try
-                            {
-                                compressed ??= new byte[BlockCodec.CompressBound(_blockSize)];
-                                int n = codec.Compress(buffer, length, compressed);
-                                long added = n < length
-                                    ? _store.Add(hash, compressed, n, length, BlobCompression.Zstd)
-                                    : _store.Add(hash, buffer, length, length, BlobCompression.None);
-                                Interlocked.Add(ref fresh, length);
-                                Interlocked.Add(ref stored, added);
-                            }
-                            catch
-                            {
-                                _store.Release(hash);
-                                throw;
-                            }
+                            compressed ??= new byte[BlockCodec.CompressBound(_blockSize)];
+                            int n = codec.Compress(buffer, length, compressed);
+                            long added = n < length
+                                ? _store.Add(hash, compressed, n, length, BlobCompression.Zstd)
+                                : _store.Add(hash, buffer, length, length, BlobCompression.None);
+                            Interlocked.Add(ref fresh, length);
+                            Interlocked.Add(ref stored, added);
                         }
-                        finally
+                        catch
                         {
-                            progress?.Invoke(Interlocked.Increment(ref done), total);
+                            _store.Release(hash);
+                            throw;
                         }
                     }
+                    finally
+                    {
+                        progress?.Invoke(Interlocked.Increment(ref done), total);
+                    }
                 }
-                catch (Exception e) when (!(e is OperationCanceledException))
-                {
-                    failed.Cancel(); // the other threads stop at their next block
-                    throw;
-                }
             }
-            var workers = Enumerable.Range(0, threads - 1)
-                .Select(_ => Task.Factory.StartNew(Work, failed.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default))
-                .ToList();
-            Exception? own = null;
-            try
-            {
-                Work(); // the calling thread is one of them
-            }
-            catch (Exception e)
-            {
-                own = e;
-            }
-            var fault = WaitQuietly(workers.ToArray());
-            // A real failure (a full disk, an unreadable image) is the cause; the others only saw the cancellation.
-            if (own != null && !(own is OperationCanceledException)) throw own;
-            if (fault != null) throw fault;
-            if (own != null) throw own;
+            WorkerThreads.Run(threads, failed, Work);
             cancellationToken.ThrowIfCancellationRequested();
 
             stats.ReadBytes += read;
@@ -160,19 +135,6 @@ namespace VmCheckpoint.Core.Jobs
             stats.StoredBytes += stored;
             result.AddRange(found);
             return BlockTable.FromUnsorted(result);
-        }
-
-        private static Exception? WaitQuietly(Task[] workers)
-        {
-            try
-            {
-                Task.WaitAll(workers);
-            }
-            catch (AggregateException)
-            {
-            }
-            return workers.Where(w => w.IsFaulted).Select(w => w.Exception!.InnerException!)
-                .FirstOrDefault(e => !(e is OperationCanceledException));
         }
 
         /// <summary>Block indexes to read, ascending: those touched by the changed (or else the data) extents.</summary>

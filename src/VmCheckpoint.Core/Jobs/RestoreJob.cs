@@ -1,10 +1,8 @@
 using System;
-using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
-using System.Threading.Tasks;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Repository;
@@ -262,70 +260,39 @@ namespace VmCheckpoint.Core.Jobs
             {
                 var buffer = new byte[blockSize];
                 using var reader = new BlockReader(store, _repository.Layout);
-                try
+                while (true)
                 {
-                    while (true)
+                    int i;
+                    lock (turn)
                     {
-                        int i;
-                        lock (turn)
+                        failed.Token.ThrowIfCancellationRequested();
+                        if (taken >= blocks.Count) return;
+                        i = taken++;
+                    }
+                    int n = reader.Read(blocks.HashAt(i), buffer);
+                    lock (turn)
+                    {
+                        while (written != i)
                         {
                             failed.Token.ThrowIfCancellationRequested();
-                            if (taken >= blocks.Count) return;
-                            i = taken++;
-                        }
-                        int n = reader.Read(blocks.HashAt(i), buffer);
-                        lock (turn)
-                        {
-                            while (written != i)
-                            {
-                                failed.Token.ThrowIfCancellationRequested();
-                                Monitor.Wait(turn);
-                            }
-                        }
-                        // This thread's turn: the others wait until `written` moves on.
-                        long offset = blocks.IndexAt(i) * (long)blockSize;
-                        int length = (int)Math.Min(n, disk.VirtualSize - offset);
-                        writer.Write(offset, buffer, 0, length);
-                        data += length;
-                        int percent = (int)(100L * (i + 1) / blocks.Count);
-                        if (percent != lastPercent) { lastPercent = percent; _reporter.Progress("Restoring", status, percent); }
-                        lock (turn)
-                        {
-                            written++;
-                            Monitor.PulseAll(turn);
+                            Monitor.Wait(turn);
                         }
                     }
+                    // This thread's turn: the others wait until `written` moves on.
+                    long offset = blocks.IndexAt(i) * (long)blockSize;
+                    int length = (int)Math.Min(n, disk.VirtualSize - offset);
+                    writer.Write(offset, buffer, 0, length);
+                    data += length;
+                    int percent = (int)(100L * (i + 1) / blocks.Count);
+                    if (percent != lastPercent) { lastPercent = percent; _reporter.Progress("Restoring", status, percent); }
+                    lock (turn)
+                    {
+                        written++;
+                        Monitor.PulseAll(turn);
+                    }
                 }
-                catch (Exception e) when (!(e is OperationCanceledException))
-                {
-                    failed.Cancel(); // the other threads stop at their next block or turn
-                    throw;
-                }
             }
-            var workers = Enumerable.Range(0, threads - 1)
-                .Select(_ => Task.Factory.StartNew(Work, failed.Token, TaskCreationOptions.LongRunning, TaskScheduler.Default))
-                .ToArray();
-            Exception? own = null;
-            try
-            {
-                Work(); // the calling thread is one of them
-            }
-            catch (Exception e)
-            {
-                own = e;
-            }
-            try
-            {
-                Task.WaitAll(workers);
-            }
-            catch (AggregateException)
-            {
-            }
-            // A real failure (a damaged block, a full disk) is the cause; the others only saw the cancellation.
-            if (own != null && !(own is OperationCanceledException)) throw own;
-            var fault = workers.Where(w => w.IsFaulted).Select(w => w.Exception!.InnerException!).FirstOrDefault(e => !(e is OperationCanceledException));
-            if (fault != null) System.Runtime.ExceptionServices.ExceptionDispatchInfo.Capture(fault).Throw();
-            if (own != null) throw own;
+            WorkerThreads.Run(threads, failed, Work);
             cancellationToken.ThrowIfCancellationRequested();
             return data;
         }
