@@ -107,15 +107,6 @@ foreach ($pair in @(@('VmCheckpoint', $mineFile), @('virtnbdbackup', $peerFile))
     Write-Host ("  {0,-14} restored disk equals the VM's disk: {1}" -f $pair[0], $(if ($LASTEXITCODE -eq 0) { 'OK' } else { 'DIFFERENT' }))
 }
 
-# VmCheckpoint's restore makes the disk durable (fsync) before renaming it into place; virtnbdrestore does not. What
-# that costs on this disk at this moment: the same number of bytes written and fsync'd by dd, with nothing else to do.
-$restoredMiB = [long][math]::Ceiling((& du -sb $mineFile.FullName).Split("`t")[0] / $MiB)
-Clear-Cache
-$ddFile = Join-Path $WorkPath 'durable-write.bin'
-$ddTiming = Join-Path $WorkPath 'durable-write.time'
-& /usr/bin/time -f '%e' -o $ddTiming dd if=/dev/zero "of=$ddFile" bs=1M "count=$restoredMiB" conv=fsync status=none
-$durableSeconds = [double](Get-Content $ddTiming | Where-Object { $_ -match '^\d' } | Select-Object -Last 1)
-Remove-Item $ddFile
 $size = @{ VmCheckpoint = [long](& du -sb $repo).Split("`t")[0]; virtnbdbackup = [long](& du -sb $peerOut).Split("`t")[0] }
 Write-Host ''
 Write-Host 'Results (whole processes; ratio = VmCheckpoint / virtnbdbackup)'
@@ -125,8 +116,6 @@ foreach ($step in 'full', 'incremental', 'restore') {
     Write-Host ("  {0,-12} {1,8:N2} s vs {2,8:N2} s   ratio {3:N2}x" -f $step, $m.Seconds, $p.Seconds, ($m.Seconds / $p.Seconds))
 }
 Write-Host ("  output       {0:N1} MiB vs {1:N1} MiB   ratio {2:N2}x" -f ($size.VmCheckpoint / $MiB), ($size.virtnbdbackup / $MiB), ($size.VmCheckpoint / $size.virtnbdbackup))
-Write-Host ("  durable write of the restored {0:N0} MiB (dd conv=fsync, nothing else): {1:N2} s, {2:N2}x of virtnbdrestore's time: a floor for a restore that fsyncs" -f
-    $restoredMiB, $durableSeconds, ($durableSeconds / ($steps | Where-Object { $_.Tool -eq 'virtnbdbackup' -and $_.Step -eq 'restore' }).Seconds))
 $r = { param($s) ($steps | Where-Object { $_.Tool -eq 'VmCheckpoint' -and $_.Step -eq $s }).Seconds / ($steps | Where-Object { $_.Tool -eq 'virtnbdbackup' -and $_.Step -eq $s }).Seconds }
 Write-Host 'Targets'
 Write-Host ("  {0}  incremental <= 0.8 of virtnbdbackup" -f $(if ((& $r 'incremental') -le 0.8) { 'PASS' } else { 'MISS' }))

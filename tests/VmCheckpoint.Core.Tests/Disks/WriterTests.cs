@@ -80,12 +80,70 @@ public sealed class WriterTests
         {
             writer.Write(511 * MiB, data, 0, data.Length);
             writer.Complete();
+            // Where this file system takes O_DIRECT, every data cluster went past the page cache.
+            if (DirectWorksHere(temp)) Assert.Equal(3 * MiB - 64 * 1024, ((Qcow2ImageWriter)writer).DirectBytes);
         }
 
         AssertQemuCheckClean(dst);
         Assert.Equal(0, Qemu.Compare(raw, "raw", dst, "qcow2").ExitCode);
         using var image = DiskImage.Open(dst);
         Assert.Equal(3 * MiB - 64 * 1024, image.GetDataExtents(0, size).Sum(e => e.Length));
+    }
+
+    [Theory]
+    [InlineData(DiskFormat.Qcow2)]
+    [InlineData(DiskFormat.Raw)]
+    public void DirectAndBufferedWritesMakeTheSameImage(DiskFormat format)
+    {
+        using var temp = new TempFolder();
+        // An odd size: the raw file's last cluster is short, so it cannot go through O_DIRECT and takes the other path.
+        long size = 40 * MiB + 1536;
+        var random = new Random(11);
+        var pieces = new List<(long Offset, byte[] Data)>();
+        foreach (long offset in new[] { 0L, 5 * MiB + 4096, 17 * MiB, size - 70_000 })
+        {
+            var d = new byte[offset == 17 * MiB ? 3 * MiB : 70_000];
+            random.NextBytes(d);
+            pieces.Add((offset, d));
+        }
+        string Write(string name, bool direct)
+        {
+            string path = temp.File(name);
+            string? before = Environment.GetEnvironmentVariable(DirectWriter.EnvironmentVariable);
+            Environment.SetEnvironmentVariable(DirectWriter.EnvironmentVariable, direct ? null : "off");
+            try
+            {
+                using var writer = DiskImage.Create(path, format, size);
+                foreach (var (offset, data) in pieces) writer.Write(offset, data, 0, data.Length);
+                writer.Complete();
+            }
+            finally
+            {
+                Environment.SetEnvironmentVariable(DirectWriter.EnvironmentVariable, before);
+            }
+            return path;
+        }
+        string qemuFormat = format == DiskFormat.Raw ? "raw" : "qcow2";
+        string viaDirect = Write("direct." + qemuFormat, direct: true);
+        string viaCache = Write("cached." + qemuFormat, direct: false);
+        if (format == DiskFormat.Qcow2)
+        {
+            AssertQemuCheckClean(viaDirect);
+            Assert.True(File.ReadAllBytes(viaDirect).AsSpan().SequenceEqual(File.ReadAllBytes(viaCache)), "the two qcow2 files differ byte for byte");
+        }
+        Assert.Equal(0, Qemu.Compare(viaDirect, qemuFormat, viaCache, qemuFormat).ExitCode);
+        using var image = DiskImage.Open(viaDirect);
+        var back = new byte[size];
+        image.Read(0, back, 0, back.Length);
+        foreach (var (offset, data) in pieces) Assert.True(back.AsSpan((int)offset, data.Length).SequenceEqual(data));
+    }
+
+    private static bool DirectWorksHere(TempFolder temp)
+    {
+        string probe = temp.File("probe");
+        File.WriteAllBytes(probe, new byte[0]);
+        using var direct = DirectWriter.TryOpen(probe);
+        return direct != null;
     }
 
     [Fact]

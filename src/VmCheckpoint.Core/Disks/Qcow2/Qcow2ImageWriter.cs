@@ -9,7 +9,8 @@ namespace VmCheckpoint.Core.Disks.Qcow2
     /// Writes a qcow2 v3 image (64 KiB clusters, 16-bit refcounts, no compression) from ascending writes.
     /// Data clusters and L2 tables are appended as they come, holding one L2 table in memory; the L1 table,
     /// refcount structures and finally the header are written by <see cref="Complete"/>, which flushes the file to
-    /// disk; writeback of the data starts while it is written (<see cref="WriteBehind"/>), so that flush is short.
+    /// disk. Data runs go past the page cache where the file system allows (<see cref="DirectWriter"/>); what goes
+    /// through it starts its writeback while it is written (<see cref="WriteBehind"/>), so that the flush is short.
     /// </summary>
     internal sealed class Qcow2ImageWriter : IDiskImageWriter
     {
@@ -26,6 +27,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         private readonly FileStream _file;
         private readonly SequentialClusterBuffer _buffer;
         private readonly WriteBehind _writeBehind;
+        private readonly DirectWriter? _direct;
         private readonly ulong[] _l1;
         private readonly ulong[] _l2 = new ulong[L2EntryCount];
         private readonly byte[] _tableBytes = new byte[ClusterSize];
@@ -48,6 +50,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             _file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read, bufferSize: 1);
             _buffer = new SequentialClusterBuffer(ClusterSize, virtualSize, WriteDataClusters);
             _writeBehind = new WriteBehind(_file);
+            _direct = DirectWriter.TryOpen(path);
         }
 
         public string Path { get; }
@@ -86,8 +89,12 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         public void Dispose()
         {
             _buffer.Dispose();
+            _direct?.Dispose();
             _file.Dispose();
         }
+
+        /// <summary>Bytes written past the page cache (tests).</summary>
+        internal long DirectBytes => _direct?.DirectBytes ?? 0;
 
         /// <summary>
         /// Refcount clusters needed when <paramref name="otherClusters"/> clusters exist besides them: the blocks
@@ -129,8 +136,11 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 long host = _nextCluster * ClusterSize;
                 _nextCluster += n;
                 // Whole clusters (zero past the disk's end: the buffer says so) keep the file cluster aligned.
-                StreamIO.WriteAt(_file, host, buffer, index, n * ClusterSize);
-                _writeBehind.Written(host + (long)n * ClusterSize);
+                if (_direct is null || !_direct.TryWrite(host, buffer, index, n * ClusterSize))
+                {
+                    StreamIO.WriteAt(_file, host, buffer, index, n * ClusterSize);
+                    _writeBehind.Written(host + (long)n * ClusterSize);
+                }
                 for (int i = 0; i < n; i++)
                 {
                     _l2[(firstCluster + i) & (L2EntryCount - 1)] = (ulong)(host + (long)i * ClusterSize) | FlagCopied;

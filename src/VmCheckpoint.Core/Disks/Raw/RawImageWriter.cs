@@ -12,6 +12,7 @@ namespace VmCheckpoint.Core.Disks.Raw
         private readonly FileStream _file;
         private readonly SequentialClusterBuffer _buffer;
         private readonly WriteBehind _writeBehind;
+        private readonly DirectWriter? _direct;
         private bool _completed;
 
         public RawImageWriter(string path, long virtualSize)
@@ -33,6 +34,7 @@ namespace VmCheckpoint.Core.Disks.Raw
 
             _buffer = new SequentialClusterBuffer(ClusterSize, virtualSize, WriteCluster);
             _writeBehind = new WriteBehind(_file);
+            _direct = DirectWriter.TryOpen(path);
         }
 
         public string Path { get; }
@@ -56,13 +58,18 @@ namespace VmCheckpoint.Core.Disks.Raw
         public void Dispose()
         {
             _buffer.Dispose();
+            _direct?.Dispose();
             _file.Dispose();
         }
+
+        /// <summary>Bytes written past the page cache (tests).</summary>
+        internal long DirectBytes => _direct?.DirectBytes ?? 0;
 
         private void WriteCluster(long firstCluster, int clusters, byte[] buffer, int index)
         {
             long offset = firstCluster * ClusterSize;
             int length = (int)Math.Min((long)clusters * ClusterSize, VirtualSize - offset);
+            if (_direct != null && _direct.TryWrite(offset, buffer, index, length)) return;
             StreamIO.WriteAt(_file, offset, buffer, index, length);
             _writeBehind.Written(offset + length);
         }
