@@ -109,8 +109,8 @@ public sealed class WriterTests
         string Write(string name, bool direct)
         {
             string path = temp.File(name);
-            string? before = Environment.GetEnvironmentVariable(DirectWriter.EnvironmentVariable);
-            Environment.SetEnvironmentVariable(DirectWriter.EnvironmentVariable, direct ? null : "off");
+            string? before = Environment.GetEnvironmentVariable(DirectFile.EnvironmentVariable);
+            Environment.SetEnvironmentVariable(DirectFile.EnvironmentVariable, direct ? null : "off");
             try
             {
                 using var writer = DiskImage.Create(path, format, size);
@@ -119,7 +119,7 @@ public sealed class WriterTests
             }
             finally
             {
-                Environment.SetEnvironmentVariable(DirectWriter.EnvironmentVariable, before);
+                Environment.SetEnvironmentVariable(DirectFile.EnvironmentVariable, before);
             }
             return path;
         }
@@ -142,7 +142,7 @@ public sealed class WriterTests
     {
         string probe = temp.File("probe");
         File.WriteAllBytes(probe, new byte[0]);
-        using var direct = DirectWriter.TryOpen(probe);
+        using var direct = DirectFile.TryOpenForWriting(probe);
         return direct != null;
     }
 

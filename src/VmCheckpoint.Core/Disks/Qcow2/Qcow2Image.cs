@@ -18,6 +18,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         internal const long L2CacheBudgetBytes = 4L * 1024 * 1024;
 
         private readonly Stream _file;
+        private readonly DirectFile? _direct;
         private readonly long _fileLength;
         private readonly Qcow2Header _header;
         private readonly ulong[] _l1;
@@ -34,6 +35,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         {
             Path = path;
             _file = file;
+            _direct = file is FileStream ? DirectFile.TryOpenForReading(path) : null;
             _fileLength = file.Length;
             _header = header;
             _l1 = l1;
@@ -100,7 +102,9 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                     case SegmentKind.Data:
                         HostReadCount++;
                         // A data cluster may end past EOF (qemu writes only the subclusters it needs): zeros.
-                        StreamIO.ReadAtZeroPadded(_file, s.Host, buffer, at, n);
+                        int got = _direct?.TryRead(s.Host, buffer, at, n) ?? -1;
+                        if (got < 0) StreamIO.ReadAtZeroPadded(_file, s.Host, buffer, at, n);
+                        else if (got < n) Array.Clear(buffer, at + got, n - got);
                         break;
                     case SegmentKind.Zero:
                         Array.Clear(buffer, at, n);
@@ -173,6 +177,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         public void Dispose()
         {
             _backing?.Dispose();
+            _direct?.Dispose();
             _file.Dispose();
         }
 

@@ -9,7 +9,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
     /// Writes a qcow2 v3 image (64 KiB clusters, 16-bit refcounts, no compression) from ascending writes.
     /// Data clusters and L2 tables are appended as they come, holding one L2 table in memory; the L1 table,
     /// refcount structures and finally the header are written by <see cref="Complete"/>, which flushes the file to
-    /// disk. Data runs go past the page cache where the file system allows (<see cref="DirectWriter"/>); what goes
+    /// disk. Data runs go past the page cache where the file system allows (<see cref="DirectFile"/>); what goes
     /// through it starts its writeback while it is written (<see cref="WriteBehind"/>), so that the flush is short.
     /// </summary>
     internal sealed class Qcow2ImageWriter : IDiskImageWriter
@@ -27,7 +27,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         private readonly FileStream _file;
         private readonly SequentialClusterBuffer _buffer;
         private readonly WriteBehind _writeBehind;
-        private readonly DirectWriter? _direct;
+        private readonly DirectFile? _direct;
         private readonly ulong[] _l1;
         private readonly ulong[] _l2 = new ulong[L2EntryCount];
         private readonly byte[] _tableBytes = new byte[ClusterSize];
@@ -50,7 +50,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             _file = new FileStream(path, FileMode.CreateNew, FileAccess.ReadWrite, FileShare.Read, bufferSize: 1);
             _buffer = new SequentialClusterBuffer(ClusterSize, virtualSize, WriteDataClusters);
             _writeBehind = new WriteBehind(_file);
-            _direct = DirectWriter.TryOpen(path);
+            _direct = DirectFile.TryOpenForWriting(path);
         }
 
         public string Path { get; }

@@ -8,12 +8,14 @@ namespace VmCheckpoint.Core.Disks.Raw
     internal sealed class RawImage : IDiskImage
     {
         private readonly FileStream _file;
+        private readonly DirectFile? _direct;
 
         public RawImage(string path, FileStream file)
         {
             Path = path;
             _file = file;
             VirtualSize = file.Length;
+            _direct = DirectFile.TryOpenForReading(path);
         }
 
         public string Path { get; }
@@ -31,9 +33,15 @@ namespace VmCheckpoint.Core.Disks.Raw
             StreamIO.CheckBuffer(buffer, index, count);
             StreamIO.CheckRange(offset, count, VirtualSize);
             // Zero padding covers a file truncated while it is open.
-            StreamIO.ReadAtZeroPadded(_file, offset, buffer, index, count);
+            int got = _direct?.TryRead(offset, buffer, index, count) ?? -1;
+            if (got < 0) StreamIO.ReadAtZeroPadded(_file, offset, buffer, index, count);
+            else if (got < count) Array.Clear(buffer, index + got, count - got);
         }
 
-        public void Dispose() => _file.Dispose();
+        public void Dispose()
+        {
+            _direct?.Dispose();
+            _file.Dispose();
+        }
     }
 }

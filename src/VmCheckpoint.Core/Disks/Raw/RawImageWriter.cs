@@ -12,7 +12,7 @@ namespace VmCheckpoint.Core.Disks.Raw
         private readonly FileStream _file;
         private readonly SequentialClusterBuffer _buffer;
         private readonly WriteBehind _writeBehind;
-        private readonly DirectWriter? _direct;
+        private readonly DirectFile? _direct;
         private bool _completed;
 
         public RawImageWriter(string path, long virtualSize)
@@ -34,7 +34,7 @@ namespace VmCheckpoint.Core.Disks.Raw
 
             _buffer = new SequentialClusterBuffer(ClusterSize, virtualSize, WriteCluster);
             _writeBehind = new WriteBehind(_file);
-            _direct = DirectWriter.TryOpen(path);
+            _direct = DirectFile.TryOpenForWriting(path);
         }
 
         public string Path { get; }

@@ -12,6 +12,7 @@ namespace VmCheckpoint.Core.Disks.Vhdx
     internal sealed class VhdxFileReader : IDisposable
     {
         private readonly FileStream _stream;
+        private readonly DirectFile? _direct;
         private readonly List<VhdxLogWrite> _overlay = new List<VhdxLogWrite>();
         private long _overlayStart = long.MaxValue;
         private long _overlayEnd = long.MinValue;
@@ -22,6 +23,7 @@ namespace VmCheckpoint.Core.Disks.Vhdx
             _stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1, FileOptions.None);
             PhysicalLength = _stream.Length;
             Length = PhysicalLength;
+            _direct = DirectFile.TryOpenForReading(path);
         }
 
         public string Path { get; }
@@ -53,7 +55,8 @@ namespace VmCheckpoint.Core.Disks.Vhdx
             if (offset < PhysicalLength)
             {
                 int fromFile = (int)Math.Min(count, PhysicalLength - offset);
-                _stream.Position = offset;
+                done = Math.Max(0, _direct?.TryRead(offset, buffer, index, fromFile) ?? -1);
+                _stream.Position = offset + done;
                 while (done < fromFile)
                 {
                     int n = _stream.Read(buffer, index + done, fromFile - done);
@@ -94,7 +97,11 @@ namespace VmCheckpoint.Core.Disks.Vhdx
             }
         }
 
-        public void Dispose() => _stream.Dispose();
+        public void Dispose()
+        {
+            _direct?.Dispose();
+            _stream.Dispose();
+        }
     }
 
     /// <summary>One write replayed from the log: 4 KiB of data, or a run of zeros when <see cref="Data"/> is null.</summary>
