@@ -28,7 +28,9 @@ namespace VmCheckpoint.Core.Disks
         internal const int MinimumRead = 64 * 1024;
 
         internal const string EnvironmentVariable = "VMCHECKPOINT_DIRECT_IO";
-        private const int StagingBytes = 4 << 20;
+        // One repository block and a little: a block read at any alignment, or a qcow2 writer's run of 16 clusters, is
+        // one transfer. Allocated at the first transfer: a VM's disks and their backing files each hold a DirectFile.
+        private const int StagingBytes = (1 << 20) + (64 << 10);
         private const int ORdonly = 0, OWronly = 1;
         private const int OCloexec = 0x80000; // x86-64, arm64
         private const int ODirect = 0x4000;   // x86-64 (arm64 uses 0x10000)
@@ -37,8 +39,8 @@ namespace VmCheckpoint.Core.Disks
 
         private readonly string _path;
         private readonly int _fd;
-        private readonly IntPtr _allocation;
-        private readonly IntPtr _staging;
+        private IntPtr _allocation;
+        private IntPtr _staging;
         private bool _refused;
         private bool _disposed;
 
@@ -46,8 +48,19 @@ namespace VmCheckpoint.Core.Disks
         {
             _path = path;
             _fd = fd;
-            _allocation = Marshal.AllocHGlobal(StagingBytes + Alignment);
-            _staging = new IntPtr((_allocation.ToInt64() + Alignment - 1) & ~(long)(Alignment - 1));
+        }
+
+        private IntPtr Staging
+        {
+            get
+            {
+                if (_staging == IntPtr.Zero)
+                {
+                    _allocation = Marshal.AllocHGlobal(StagingBytes + Alignment);
+                    _staging = new IntPtr((_allocation.ToInt64() + Alignment - 1) & ~(long)(Alignment - 1));
+                }
+                return _staging;
+            }
         }
 
         /// <summary>Bytes moved through O_DIRECT so far (tests).</summary>
@@ -84,13 +97,14 @@ namespace VmCheckpoint.Core.Disks
             CheckNotDisposed();
             if (_refused || offset % Alignment != 0 || count % Alignment != 0) return false;
             StreamIO.CheckBuffer(buffer, index, count);
+            IntPtr staging = Staging;
             for (int done = 0; done < count;)
             {
                 int n = Math.Min(StagingBytes, count - done);
-                Marshal.Copy(buffer, index + done, _staging, n);
+                Marshal.Copy(buffer, index + done, staging, n);
                 for (int put = 0; put < n;)
                 {
-                    long r = PWrite(_fd, (byte*)_staging + put, (UIntPtr)(uint)(n - put), offset + done + put);
+                    long r = PWrite(_fd, (byte*)staging + put, (UIntPtr)(uint)(n - put), offset + done + put);
                     if (r > 0) { put += (int)r; continue; }
                     int errno = Marshal.GetLastWin32Error();
                     if (r < 0 && errno == EINTR) continue;
@@ -113,6 +127,7 @@ namespace VmCheckpoint.Core.Disks
             CheckNotDisposed();
             if (_refused || count < MinimumRead) return -1;
             StreamIO.CheckBuffer(buffer, index, count);
+            IntPtr staging = Staging;
             long position = offset & ~(long)(Alignment - 1);
             int skip = (int)(offset - position);
             int copied = 0;
@@ -122,7 +137,7 @@ namespace VmCheckpoint.Core.Disks
                 int got = 0;
                 while (got < want)
                 {
-                    long r = PRead(_fd, (byte*)_staging + got, (UIntPtr)(uint)(want - got), position + got);
+                    long r = PRead(_fd, (byte*)staging + got, (UIntPtr)(uint)(want - got), position + got);
                     if (r > 0)
                     {
                         got += (int)r;
@@ -136,7 +151,7 @@ namespace VmCheckpoint.Core.Disks
                     throw Failure("read", position + got, r, errno);
                 }
                 int n = Math.Min(count - copied, Math.Max(0, got - skip));
-                Marshal.Copy(_staging + skip, buffer, index + copied, n);
+                Marshal.Copy(staging + skip, buffer, index + copied, n);
                 copied += n;
                 DirectBytes += n;
                 if (got < want) break;
@@ -151,7 +166,7 @@ namespace VmCheckpoint.Core.Disks
             if (_disposed) return;
             _disposed = true;
             Close(_fd);
-            Marshal.FreeHGlobal(_allocation);
+            if (_allocation != IntPtr.Zero) Marshal.FreeHGlobal(_allocation);
         }
 
         /// <summary>A file system that opens with O_DIRECT but refuses the transfers says so at the first one.</summary>
