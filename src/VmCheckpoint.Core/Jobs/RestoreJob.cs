@@ -249,7 +249,9 @@ namespace VmCheckpoint.Core.Jobs
         private long WriteBlocks(BlockStore store, DiskManifest disk, int blockSize, IDiskImageWriter writer, string status, CancellationToken cancellationToken)
         {
             var blocks = disk.Blocks;
-            int threads = Math.Max(2, Math.Min(4, Environment.ProcessorCount)) + 1;
+            // One thread per core (two at least, four at most). Unlike the checkpoint's, no extra thread: measured on two
+            // cores, a third one only added waits for the turn (1.5 GiB: 1.44-1.65 s with two, 1.66-1.85 s with three).
+            int threads = Math.Max(2, Math.Min(4, Environment.ProcessorCount));
             var turn = new object();
             int taken = 0, written = 0, lastPercent = -1;
             long data = 0;
