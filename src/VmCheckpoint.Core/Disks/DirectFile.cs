@@ -15,9 +15,10 @@ namespace VmCheckpoint.Core.Disks
     /// <remarks>
     /// A second descriptor beside the image's FileStream, which keeps the small, unaligned and metadata reads and
     /// writes, the file's length and its fsync; only runs of whole aligned blocks come here, so the two never share a
-    /// page being written. Where O_DIRECT is refused (tmpfs, some FUSE and network file systems, other systems) the
-    /// TryOpen methods return null, and a first transfer refused with EINVAL turns it off: the caller then uses its
-    /// FileStream as before. VMCHECKPOINT_DIRECT_IO=off turns it off everywhere.
+    /// page being written. Only files on local disk file systems (ext2/3/4, XFS, btrfs) are opened so; on network
+    /// and FUSE file systems, tmpfs and the rest the TryOpen methods return null, as where O_DIRECT is refused, and a
+    /// first transfer refused with EINVAL turns it off: the caller then uses its FileStream as before.
+    /// VMCHECKPOINT_DIRECT_IO=off turns it off everywhere.
     /// </remarks>
     internal sealed class DirectFile : IDisposable
     {
@@ -79,6 +80,7 @@ namespace VmCheckpoint.Core.Disks
             int fd;
             try
             {
+                if (!OnLocalDisk(path)) return null;
                 fd = Open(path, access | OCloexec | ODirect);
             }
             catch (Exception e) when (e is DllNotFoundException || e is EntryPointNotFoundException)
@@ -169,6 +171,20 @@ namespace VmCheckpoint.Core.Disks
             if (_allocation != IntPtr.Zero) Marshal.FreeHGlobal(_allocation);
         }
 
+        /// <summary>
+        /// Whether the file lies on a local disk file system whose O_DIRECT is plain direct I/O (ext2/3/4, XFS, btrfs).
+        /// Elsewhere the page cache stays: on NFS, SMB or FUSE a direct transfer is a synchronous round trip to the
+        /// server without readahead or write-behind, slower than the cache it avoids; tmpfs and overlay have no device.
+        /// </summary>
+        internal static unsafe bool OnLocalDisk(string path)
+        {
+            const long Ext = 0xEF53, Xfs = 0x58465342, Btrfs = 0x9123683E;
+            byte* buffer = stackalloc byte[256]; // struct statfs is 120 bytes on x86-64; f_type comes first
+            if (StatFs(path, buffer) != 0) return false;
+            long type = *(long*)buffer;
+            return type == Ext || type == Xfs || type == Btrfs;
+        }
+
         /// <summary>A file system that opens with O_DIRECT but refuses the transfers says so at the first one.</summary>
         private bool Refuses(long result, int errno)
         {
@@ -194,6 +210,9 @@ namespace VmCheckpoint.Core.Disks
 
         [DllImport("libc", EntryPoint = "pread", SetLastError = true)]
         private static extern unsafe long PRead(int fd, byte* buffer, UIntPtr count, long offset);
+
+        [DllImport("libc", EntryPoint = "statfs", SetLastError = true)]
+        private static extern unsafe int StatFs([MarshalAs(UnmanagedType.LPStr)] string path, byte* buffer);
 
         [DllImport("libc", EntryPoint = "close")]
         private static extern int Close(int fd);

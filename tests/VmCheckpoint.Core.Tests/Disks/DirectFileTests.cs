@@ -35,6 +35,19 @@ public sealed class DirectFileTests
     }
 
     [Fact]
+    public void OnlyLocalDiskFileSystemsGoDirect()
+    {
+        if (!OperatingSystem.IsLinux()) return;
+        using var temp = new TempFolder();
+        string local = temp.File("x");
+        File.WriteAllBytes(local, new byte[1]);
+        Assert.True(DirectFile.OnLocalDisk(local), "this machine's temporary folder is on ext4");
+        Assert.False(DirectFile.OnLocalDisk("/proc/self/status")); // procfs
+        Assert.False(DirectFile.OnLocalDisk("/dev/null"));         // devtmpfs
+        Assert.Null(DirectFile.TryOpenForReading("/proc/self/status"));
+    }
+
+    [Fact]
     public void WritesOnlyAlignedRunsAndTheyLandWhereTheyBelong()
     {
         using var temp = new TempFolder();
