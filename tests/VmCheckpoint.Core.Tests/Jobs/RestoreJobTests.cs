@@ -39,16 +39,9 @@ public sealed class RestoreJobTests
         var (t, m, _) = Setup();
         using var owner = t;
         string pack = Assert.Single(t.PackFiles());
-        List<PackEntry> entries;
-        using (var s = File.OpenRead(pack)) entries = PackFormat.ReadTrailer(s, pack);
+        var entries = TestRepository.PackEntries(pack);
         var victim = entries.OrderBy(e => e.Offset).ElementAt(entries.Count / 2);
-        using (var f = new FileStream(pack, FileMode.Open))
-        {
-            f.Position = victim.Offset + 10;
-            int b = f.ReadByte();
-            f.Position--;
-            f.WriteByte((byte)(b ^ 0x40));
-        }
+        TestRepository.FlipByte(pack, victim.Offset + 10, 0x40);
 
         string destination = t.File("restore");
         var e = Assert.Throws<BlockDamagedException>(() => new RestoreJob(t.Repository, null).Run(new RestoreRequest(t.FileOf(m.Id), destination) { Format = DiskFormat.Qcow2 }));

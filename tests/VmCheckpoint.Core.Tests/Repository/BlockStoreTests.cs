@@ -80,16 +80,9 @@ public sealed class BlockStoreTests
         var (t, m, _) = Setup();
         using var owner = t;
         string pack = Assert.Single(t.PackFiles());
-        List<PackEntry> entries;
-        using (var s = File.OpenRead(pack)) entries = PackFormat.ReadTrailer(s, pack);
+        var entries = TestRepository.PackEntries(pack);
         var victim = Assert.Single(entries, e => e.Offset == PackFormat.HeaderSize);
-        using (var f = new FileStream(pack, FileMode.Open))
-        {
-            f.Position = PackFormat.HeaderSize + 100;
-            int b = f.ReadByte();
-            f.Position--;
-            f.WriteByte((byte)(b ^ 0x01));
-        }
+        TestRepository.FlipByte(pack, PackFormat.HeaderSize + 100, 0x01);
 
         using (var store = t.Repository.OpenStore(CancellationToken.None))
         using (var reader = new BlockReader(store, t.Layout))

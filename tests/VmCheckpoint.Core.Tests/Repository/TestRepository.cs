@@ -72,6 +72,23 @@ internal sealed class TestRepository : IDisposable
 
     public string[] PackFiles() => Directory.GetFiles(Layout.PacksDirectory, "*.pack", SearchOption.AllDirectories);
 
+    /// <summary>The entries of a pack, from its trailer.</summary>
+    public static List<PackEntry> PackEntries(string pack)
+    {
+        using var s = System.IO.File.OpenRead(pack);
+        return PackFormat.ReadTrailer(s, pack);
+    }
+
+    /// <summary>Flips the bits of <paramref name="mask"/> in one byte of a file, as a disk's silent corruption would.</summary>
+    public static void FlipByte(string path, long position, byte mask)
+    {
+        using var f = new FileStream(path, FileMode.Open);
+        f.Position = position;
+        int b = f.ReadByte();
+        f.Position--;
+        f.WriteByte((byte)(b ^ mask));
+    }
+
     public long PackBytes() => PackFiles().Sum(p => new FileInfo(p).Length);
 
     public void Dispose() => _temp.Dispose();
