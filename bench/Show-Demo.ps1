@@ -68,7 +68,7 @@ Step 'Lose the catalog: it is rebuilt from the repository (a second host sees th
 Remove-Item $env:VMCHECKPOINT_CATALOG
 Show 'Get-VmCheckpoint'
 
-Step 'Retention: keep the newest checkpoint; packs mostly used by the removed one are reclaimed'
+Step 'Retention: keep the newest checkpoint; blocks that only the removed one used are reclaimed (here almost none: the newer one holds the same disk)'
 Show 'Remove-VmCheckpoint -KeepLast 1 -Confirm:$false'
 Show 'Test-VmCheckpoint -ReadData'
 Write-Host "`nDemo folder: $WorkPath (repository, catalog, restored disks)." -ForegroundColor Cyan

@@ -163,6 +163,28 @@ namespace VmCheckpoint.Core.Disks
             return copied;
         }
 
+        /// <summary>
+        /// Reads <paramref name="count"/> bytes at <paramref name="position"/>, zero past the end of the file: directly
+        /// through <paramref name="direct"/> where it can, else through <paramref name="file"/>.
+        /// </summary>
+        public static void ReadAtZeroPadded(DirectFile? direct, Stream file, long position, byte[] buffer, int index, int count)
+        {
+            int got = direct?.TryRead(position, buffer, index, count) ?? -1;
+            if (got < 0) StreamIO.ReadAtZeroPadded(file, position, buffer, index, count);
+            else if (got < count) Array.Clear(buffer, index + got, count - got);
+        }
+
+        /// <summary>
+        /// Writes <paramref name="count"/> bytes at <paramref name="position"/>: directly through <paramref name="direct"/>
+        /// where it can, else through <paramref name="file"/>, whose writeback <paramref name="writeBehind"/> then starts.
+        /// </summary>
+        public static void WriteAt(DirectFile? direct, FileStream file, WriteBehind writeBehind, long position, byte[] buffer, int index, int count)
+        {
+            if (direct != null && direct.TryWrite(position, buffer, index, count)) return;
+            StreamIO.WriteAt(file, position, buffer, index, count);
+            writeBehind.Written(position + count);
+        }
+
         public void Dispose()
         {
             if (_disposed) return;

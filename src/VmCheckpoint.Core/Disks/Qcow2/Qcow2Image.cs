@@ -102,9 +102,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                     case SegmentKind.Data:
                         HostReadCount++;
                         // A data cluster may end past EOF (qemu writes only the subclusters it needs): zeros.
-                        int got = _direct?.TryRead(s.Host, buffer, at, n) ?? -1;
-                        if (got < 0) StreamIO.ReadAtZeroPadded(_file, s.Host, buffer, at, n);
-                        else if (got < n) Array.Clear(buffer, at + got, n - got);
+                        DirectFile.ReadAtZeroPadded(_direct, _file, s.Host, buffer, at, n);
                         break;
                     case SegmentKind.Zero:
                         Array.Clear(buffer, at, n);

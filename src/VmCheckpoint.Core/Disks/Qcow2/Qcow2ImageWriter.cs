@@ -136,11 +136,7 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 long host = _nextCluster * ClusterSize;
                 _nextCluster += n;
                 // Whole clusters (zero past the disk's end: the buffer says so) keep the file cluster aligned.
-                if (_direct is null || !_direct.TryWrite(host, buffer, index, n * ClusterSize))
-                {
-                    StreamIO.WriteAt(_file, host, buffer, index, n * ClusterSize);
-                    _writeBehind.Written(host + (long)n * ClusterSize);
-                }
+                DirectFile.WriteAt(_direct, _file, _writeBehind, host, buffer, index, n * ClusterSize);
                 for (int i = 0; i < n; i++)
                 {
                     _l2[(firstCluster + i) & (L2EntryCount - 1)] = (ulong)(host + (long)i * ClusterSize) | FlagCopied;

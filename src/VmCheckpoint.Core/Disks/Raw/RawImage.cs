@@ -33,9 +33,7 @@ namespace VmCheckpoint.Core.Disks.Raw
             StreamIO.CheckBuffer(buffer, index, count);
             StreamIO.CheckRange(offset, count, VirtualSize);
             // Zero padding covers a file truncated while it is open.
-            int got = _direct?.TryRead(offset, buffer, index, count) ?? -1;
-            if (got < 0) StreamIO.ReadAtZeroPadded(_file, offset, buffer, index, count);
-            else if (got < count) Array.Clear(buffer, index + got, count - got);
+            DirectFile.ReadAtZeroPadded(_direct, _file, offset, buffer, index, count);
         }
 
         public void Dispose()

@@ -69,9 +69,7 @@ namespace VmCheckpoint.Core.Disks.Raw
         {
             long offset = firstCluster * ClusterSize;
             int length = (int)Math.Min((long)clusters * ClusterSize, VirtualSize - offset);
-            if (_direct != null && _direct.TryWrite(offset, buffer, index, length)) return;
-            StreamIO.WriteAt(_file, offset, buffer, index, length);
-            _writeBehind.Written(offset + length);
+            DirectFile.WriteAt(_direct, _file, _writeBehind, offset, buffer, index, length);
         }
     }
 }
