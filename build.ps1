@@ -7,6 +7,8 @@
       Bootstrap  installs what building and testing need on a fresh Debian machine (as root): Debian packages
                  (qemu-utils, ...) and Pester from NuGet. Does nothing that is already done.
       Build      builds the complete module folder out/VmCheckpoint (Import-Module ./out/VmCheckpoint).
+      UnitTest   the xunit tests of the engine alone (tests/VmCheckpoint.Core.Tests): no module build, no VMs; prints
+                 "Tests: N passed, N failed, N skipped" and fails on any failure.
       Test       Bootstrap, Build, then the xunit tests and the Pester tests; prints
                  "Tests: N passed, N failed, N skipped" and fails on any failure.
       Bench      runs bench/Invoke-Benchmark.ps1: VmCheckpoint against borg, restic and rdiff-backup on one image.
@@ -18,7 +20,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('Bootstrap', 'Build', 'Test', 'Bench', 'Package', 'Demo')]
+    [ValidateSet('Bootstrap', 'Build', 'UnitTest', 'Test', 'Bench', 'Package', 'Demo')]
     [string[]] $Task = @('Build'),
 
     [ValidateSet('Debug', 'Release')]
@@ -126,20 +128,37 @@ function Get-TrxCounts([string] $Path) {
     [pscustomobject]@{ Passed = [int]$c.passed; Failed = [int]$c.failed + [int]$c.error + [int]$c.timeout + [int]$c.aborted; Skipped = [int]$c.notExecuted }
 }
 
-function Invoke-Test {
-    Invoke-Bootstrap
-    Invoke-Build
+# The engine's xunit tests; returns their counts (a build or runner failure counts as a failed test).
+function Invoke-Xunit([string] $Results) {
+    Write-Host '== xunit (VmCheckpoint.Core) =='
+    & dotnet test (Join-Path $Root 'tests/VmCheckpoint.Core.Tests/VmCheckpoint.Core.Tests.csproj') -c $Configuration --nologo `
+        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=minimal' --results-directory $Results
+    $xunitExit = $LASTEXITCODE
+    $trx = Join-Path $Results 'xunit.trx'
+    $xunit = if (Test-Path $trx) { Get-TrxCounts $trx } else { [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
+    if ($xunitExit -ne 0 -and $xunit.Failed -eq 0) { $xunit.Failed = 1 }
+    $xunit
+}
+
+function New-ResultsFolder {
     $results = Join-Path $Out 'test-results'
     if (Test-Path $results) { Remove-Item $results -Recurse -Force }
     New-Item -ItemType Directory -Path $results | Out-Null
+    $results
+}
 
-    Write-Host '== xunit (VmCheckpoint.Core) =='
-    & dotnet test (Join-Path $Root 'tests/VmCheckpoint.Core.Tests/VmCheckpoint.Core.Tests.csproj') -c $Configuration --nologo `
-        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=minimal' --results-directory $results
-    $xunitExit = $LASTEXITCODE
-    $trx = Join-Path $results 'xunit.trx'
-    $xunit = if (Test-Path $trx) { Get-TrxCounts $trx } else { [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }
-    if ($xunitExit -ne 0 -and $xunit.Failed -eq 0) { $xunit.Failed = 1 }  # a build or runner failure counts
+function Invoke-UnitTest {
+    Invoke-Bootstrap
+    $xunit = Invoke-Xunit (New-ResultsFolder)
+    Write-Host "Tests: $($xunit.Passed) passed, $($xunit.Failed) failed, $($xunit.Skipped) skipped"
+    if ($xunit.Failed -gt 0) { exit 1 }
+}
+
+function Invoke-Test {
+    Invoke-Bootstrap
+    Invoke-Build
+    $results = New-ResultsFolder
+    $xunit = Invoke-Xunit $results
 
     # The live tests drive real VMs on this host's libvirt (started here when there is no systemd to do it).
     Invoke-Native bash @((Join-Path $Root 'tests/hosts/start-libvirt.sh'))
@@ -188,6 +207,7 @@ try {
         switch ($t) {
             'Bootstrap' { Invoke-Bootstrap }
             'Build' { Invoke-Build }
+            'UnitTest' { Invoke-UnitTest }
             'Test' { Invoke-Test }
             'Bench' { Invoke-Bench }
             'Package' { Invoke-Package }

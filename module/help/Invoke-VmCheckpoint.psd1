@@ -6,7 +6,9 @@ With -DiskPath, reads image files (qcow2, VHDX or raw, for example the disks of 
 
 The checkpoint is differential against the VM''s latest checkpoint (only changed blocks are stored) and yet complete: it restores on its own, without any chain. An interrupted run leaves every earlier checkpoint intact; the next run reuses the blocks it stored. The run is written to the catalog''s job log.'
     Parameters  = @{
-        DiskPath    = 'Image files to checkpoint together as the disks of one VM. Each disk is named after its file''s base name (disk1.qcow2 is disk1). Accepts FileInfo objects from the pipeline.'
+        DiskPath    = 'Image files to checkpoint together as the disks of one VM; wildcards expand as Get-Item expands them. Each disk is named after its file''s base name (disk1.qcow2 is disk1): at most 200 bytes, and no character that a Windows or Linux file name cannot hold.'
+        LiteralPath = 'As -DiskPath, but each path is used exactly as written: no character is a wildcard (a file named *.qcow2 is that file). Accepts FileInfo objects from the pipeline (PSPath, FullName).'
+        DiskFormat  = 'The format of the image files, as qemu-img''s -f: qcow2, vhdx, vhd or raw. Without it, a file whose extension names a format must be that format, and other files are recognized by their content; a format VmCheckpoint does not read (VMDK, VDI, ...) is refused, never stored as raw.'
         Name        = 'Live: the libvirt domains to checkpoint (wildcards allowed; objects with a Name property from the pipeline). With -DiskPath: the one name the disks are stored under. Checkpoints of the same name form a VM''s history.'
         ConnectionUri = 'The libvirt URI of the host (qemu:///system by default; qemu+ssh://host/system for a remote one).'
         IncludeMemory = 'Also take the memory and device state, consistent with the disks, so that Restore-VmCheckpoint -ResumeMemory resumes the VM where it was.'

@@ -4,6 +4,7 @@ using System.Linq;
 using System.Management.Automation;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Hypervisors.ImageFiles;
 using VmCheckpoint.Core.Hypervisors.Libvirt;
 using VmCheckpoint.Core.Jobs;
 
@@ -16,16 +17,31 @@ namespace VmCheckpoint.PowerShell
     {
         private const string LiveSet = "Live";
         private const string DiskPathSet = "DiskPath";
+        private const string LiteralPathSet = "LiteralPath";
 
-        /// <summary>Image files (qcow2, raw, VHDX) to checkpoint together as the disks of one VM.</summary>
+        /// <summary>Image files (qcow2, VHDX, VHD, raw) to checkpoint together as the disks of one VM; wildcards expand.</summary>
         [Parameter(Mandatory = true, ParameterSetName = DiskPathSet, ValueFromPipelineByPropertyName = true)]
-        [Alias("FullName", "Path")]
+        [Alias("Path")]
         [ValidateNotNullOrEmpty]
+        [SupportsWildcards]
         public string[] DiskPath { get; set; } = new string[0];
+
+        /// <summary>As -DiskPath, but each path is taken as it is written: no character is a wildcard.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = LiteralPathSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("PSPath", "FullName", "LP")]
+        [ValidateNotNullOrEmpty]
+        public string[] LiteralPath { get; set; } = new string[0];
+
+        /// <summary>The format of the image files (as qemu-img's -f): qcow2, vhdx, vhd or raw. By default each file's extension and content tell.</summary>
+        [Parameter(ParameterSetName = DiskPathSet)]
+        [Parameter(ParameterSetName = LiteralPathSet)]
+        [ValidateSet("qcow2", "vhdx", "vhd", "raw", IgnoreCase = true)]
+        public string? DiskFormat { get; set; }
 
         /// <summary>VM names (wildcards allowed for live VMs); with -DiskPath, the one name the disks are stored under.</summary>
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = LiveSet, ValueFromPipelineByPropertyName = true)]
         [Parameter(Mandatory = true, Position = 0, ParameterSetName = DiskPathSet)]
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = LiteralPathSet)]
         [Alias("VmName")]
         [ValidateNotNullOrEmpty]
         [SupportsWildcards]
@@ -54,6 +70,7 @@ namespace VmCheckpoint.PowerShell
         /// <summary>Read every allocated block instead of only the changed ones (blocks are still stored only once).</summary>
         [Parameter(ParameterSetName = LiveSet)]
         [Parameter(ParameterSetName = DiskPathSet)]
+        [Parameter(ParameterSetName = LiteralPathSet)]
         public SwitchParameter Full { get; set; }
 
         /// <summary>
@@ -61,21 +78,31 @@ namespace VmCheckpoint.PowerShell
         /// so that the next checkpoint reads only what was written since this one.
         /// </summary>
         [Parameter(ParameterSetName = DiskPathSet)]
+        [Parameter(ParameterSetName = LiteralPathSet)]
         public SwitchParameter NoChangeTracking { get; set; }
 
         private readonly List<string> _paths = new List<string>();
         private readonly List<string> _vms = new List<string>();
         private IHypervisor? _hypervisor;
 
+        private bool FromFiles => ParameterSetName != LiveSet;
+
         protected override void ProcessRecord()
         {
+            if (ParameterSetName == LiteralPathSet)
+            {
+                _paths.AddRange(LiteralPath.Select(p => GetUnresolvedProviderPathFromPSPath(p)));
+                return;
+            }
             if (ParameterSetName == DiskPathSet)
             {
                 foreach (var p in DiskPath)
                 {
-                    var resolved = GetResolvedProviderPathFromPSPath(p, out _);
+                    var resolved = new List<string>();
+                    try { resolved.AddRange(GetResolvedProviderPathFromPSPath(p, out _)); }
+                    catch (ItemNotFoundException) { }
                     if (resolved.Count == 0)
-                        WriteError(new ErrorRecord(new System.IO.FileNotFoundException($"Disk image {p} does not exist."), "DiskNotFound", ErrorCategory.ObjectNotFound, p));
+                        WriteError(new ErrorRecord(new System.IO.FileNotFoundException($"Disk image {p} does not exist."), "OpenDisk.FileNotFound", ErrorCategory.ObjectNotFound, p));
                     _paths.AddRange(resolved);
                 }
                 return;
@@ -83,22 +110,12 @@ namespace VmCheckpoint.PowerShell
             try
             {
                 _hypervisor ??= ConnectHypervisor(Hypervisor, HostLocation);
+                foreach (var vm in VmNamePattern.Expand(Name, _hypervisor.ListVms))
+                    if (!_vms.Contains(vm)) _vms.Add(vm);
             }
             catch (Exception e)
             {
                 ThrowTerminatingError(ToErrorRecord(e, "Connect", HostLocation));
-            }
-            foreach (var name in Name)
-            {
-                if (WildcardPattern.ContainsWildcardCharacters(name))
-                {
-                    var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
-                    _vms.AddRange(_hypervisor!.ListVms().Where(pattern.IsMatch).Where(v => !_vms.Contains(v)));
-                }
-                else if (!_vms.Contains(name))
-                {
-                    _vms.Add(name);
-                }
             }
         }
 
@@ -106,7 +123,7 @@ namespace VmCheckpoint.PowerShell
         {
             try
             {
-                if (ParameterSetName == DiskPathSet) CheckpointFiles();
+                if (FromFiles) CheckpointFiles();
                 else CheckpointVms();
             }
             finally
@@ -146,14 +163,16 @@ namespace VmCheckpoint.PowerShell
         {
             if (_paths.Count == 0) return;
             if (Name.Length != 1)
-                ThrowTerminatingError(new ErrorRecord(new ArgumentException("With -DiskPath, give one -Name: the disks are checkpointed as the disks of one VM."), "OneName", ErrorCategory.InvalidArgument, Name));
+                ThrowTerminatingError(new ErrorRecord(new ArgumentException("With -DiskPath, give one -Name: the disks are checkpointed as the disks of one VM."), "Checkpoint.OneName", ErrorCategory.InvalidArgument, Name));
             string name = Name[0];
             var repository = OpenSynchronized();
             if (!ShouldProcess($"{name} ({string.Join(", ", _paths)})", $"Checkpoint into {repository.Path}")) return;
             try
             {
-                var plan = new ImageFilePlan { Full = Full, ChangeTracking = !NoChangeTracking };
-                var manifest = RunJob("Checkpointing " + name, (reporter, token) => new ImageFileCheckpointJob(repository, Catalog, reporter).Run(name, _paths, plan, token));
+                var options = new ImageFileOptions { ChangeTracking = !NoChangeTracking,
+                    Format = DiskFormat is null ? (Core.Disks.DiskFormat?)null : (Core.Disks.DiskFormat)Enum.Parse(typeof(Core.Disks.DiskFormat), DiskFormat, ignoreCase: true) };
+                var source = new ImageFileSource(_paths, options);
+                var manifest = RunJob("Checkpointing " + name, (reporter, token) => new VmCheckpointJob(repository, Catalog, source, reporter).Run(name, new CheckpointPlan { Full = Full }, token));
                 WriteObject(Catalog.GetCheckpoints(repository.Id, c => c.Id == manifest.Id).First());
             }
             catch (PipelineStoppedException)
@@ -169,7 +188,7 @@ namespace VmCheckpoint.PowerShell
                     System.IO.FileNotFoundException f when f.FileName != null => f.FileName,
                     _ => name,
                 };
-                bool opening = e is Core.Disks.CorruptImageException || e is System.IO.FileNotFoundException || e is ArgumentException;
+                bool opening = e is Core.Disks.CorruptImageException || e is System.IO.FileNotFoundException || e is System.IO.InvalidDataException;
                 ThrowTerminatingError(ToErrorRecord(e, opening ? "OpenDisk" : "Checkpoint", target));
             }
         }

@@ -2,6 +2,8 @@ using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Management.Automation;
+using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Hypervisors;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Repository;
 
@@ -73,11 +75,11 @@ namespace VmCheckpoint.PowerShell
             try
             {
                 var repository = _repository ?? OpenSynchronized();
-                var job = new RemoveJob(repository, Catalog);
+                var job = new RemoveJob(repository, Catalog) { LockWait = TimeSpan.FromSeconds(LockTimeout) };
                 List<CheckpointFile> doomed;
                 if (ParameterSetName == ByPolicySet)
                 {
-                    var patterns = Name.Select(n => new WildcardPattern(n, WildcardOptions.IgnoreCase)).ToList();
+                    var patterns = Name.Select(n => new VmNamePattern(n)).ToList();
                     var policy = new RetentionPolicy { KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly };
                     doomed = job.SelectByPolicy(policy, vm => patterns.Any(p => p.IsMatch(vm)));
                 }
@@ -86,11 +88,8 @@ namespace VmCheckpoint.PowerShell
                     doomed = new List<CheckpointFile>();
                     foreach (var id in _ids.Distinct(StringComparer.OrdinalIgnoreCase))
                     {
-                        CheckpointFile? f;
-                        try { f = repository.FindCheckpoint(id); }
-                        catch (ArgumentException e) { WriteError(ToErrorRecord(e, "AmbiguousId", id)); continue; }
-                        if (f is null) WriteError(new ErrorRecord(new ItemNotFoundException($"No checkpoint '{id}' in {repository.Path}."), "CheckpointNotFound", ErrorCategory.ObjectNotFound, id));
-                        else doomed.Add(f);
+                        try { doomed.Add(CheckpointSelector.Find(repository, id)); }
+                        catch (Exception e) when (e is CheckpointNotFoundException || e is AmbiguousCheckpointIdException) { WriteError(ToErrorRecord(e, "Remove", id)); }
                     }
                 }
                 var confirmed = doomed.Where(f => ShouldProcess($"checkpoint {f.Id} of {f.Time:u}", "Remove")).ToList();
@@ -98,8 +97,8 @@ namespace VmCheckpoint.PowerShell
                 if (doomed.Count == 0 && !ShouldProcess(repository.Path, "Reclaim blocks no checkpoint uses")) return;
                 var result = RunJob("Removing checkpoints", (reporter, token) =>
                 {
-                    var j = new RemoveJob(repository, Catalog, reporter) { LockWait = TimeSpan.FromSeconds(LockTimeout) };
-                    return j.Run(confirmed, reclaim: !NoReclaim, token);
+                    job.Reporter = reporter;
+                    return job.Run(confirmed, reclaim: !NoReclaim, token);
                 });
                 WriteObject(result);
             }

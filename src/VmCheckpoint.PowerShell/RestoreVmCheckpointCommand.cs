@@ -82,40 +82,26 @@ namespace VmCheckpoint.PowerShell
         protected override void ProcessRecord()
         {
             var repository = OpenSynchronized();
-            var checkpoints = Catalog.GetCheckpoints(repository.Id, c => string.Equals(c.VmName, Name, StringComparison.Ordinal));
-            var matches = Id is null ? checkpoints.Take(1).ToList() : CheckpointIds.Match(checkpoints, c => c.Id, Id);
-            if (matches.Count > 1)
+            CheckpointInfo chosen;
+            CheckpointFile file;
+            try
             {
-                WriteError(new ErrorRecord(new ArgumentException($"'{Id}' matches {matches.Count} checkpoints of '{Name}'; give more of the id."), "AmbiguousId", ErrorCategory.InvalidArgument, Id));
-                return;
+                (chosen, file) = CheckpointSelector.Select(Catalog, repository, Name, Id);
             }
-            CheckpointInfo? chosen = matches.FirstOrDefault();
-            if (chosen is null)
+            catch (Exception e) when (e is CheckpointNotFoundException || e is AmbiguousCheckpointIdException)
             {
-                WriteError(new ErrorRecord(new ItemNotFoundException(Id is null
-                        ? $"VM '{Name}' has no checkpoints in {repository.Path}."
-                        : $"VM '{Name}' has no checkpoint '{Id}' in {repository.Path}."),
-                    "CheckpointNotFound", ErrorCategory.ObjectNotFound, Id ?? Name));
-                return;
-            }
-            var file = repository.FindCheckpoint(chosen.Id);
-            if (file is null)
-            {
-                WriteError(new ErrorRecord(new ItemNotFoundException($"Checkpoint {chosen.Id} was removed meanwhile."), "CheckpointNotFound", ErrorCategory.ObjectNotFound, chosen.Id));
+                WriteError(ToErrorRecord(e, "Restore", Id ?? Name));
                 return;
             }
             string hypervisor = Core.Hypervisors.HypervisorNames.Canonical(Hypervisor ?? chosen.Hypervisor);
-            bool hyperV = Core.Hypervisors.HypervisorNames.IsHyperV(hypervisor);
             bool register = Register || Start || ResumeMemory || NewName != null;
-            string host = hyperV ? ComputerName ?? "this Hyper-V host" : ConnectionUri;
-            var format = DiskFormat is null
-                ? (register && hyperV ? Core.Disks.DiskFormat.Vhdx : Core.Disks.DiskFormat.Qcow2)
-                : (Core.Disks.DiskFormat)Enum.Parse(typeof(Core.Disks.DiskFormat), DiskFormat, ignoreCase: true);
-            var request = new RestoreRequest(file, ResolvePath(Destination)) { Format = format, Force = Force, DiskNames = DiskName,
+            string? location = Core.Hypervisors.HypervisorNames.HostLocation(hypervisor, ConnectionUri, ComputerName);
+            var request = new RestoreRequest(file, ResolvePath(Destination)) { Force = Force, DiskNames = DiskName,
+                Format = DiskFormat is null ? (Core.Disks.DiskFormat?)null : (Core.Disks.DiskFormat)Enum.Parse(typeof(Core.Disks.DiskFormat), DiskFormat, ignoreCase: true),
                 DifferencingParentFolder = DifferencingParent is null ? null : ResolvePath(DifferencingParent) };
             string action = register
-                ? $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} and define it as '{NewName ?? chosen.VmName}' on {host}{(ResumeMemory ? ", resumed from memory" : Start ? ", started" : "")}"
-                : $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} as {format.ToString().ToLowerInvariant()}";
+                ? $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} and define it as '{NewName ?? chosen.VmName}' on {location ?? hypervisor + "'s default host"}{(ResumeMemory ? ", resumed from memory" : Start ? ", started" : "")}"
+                : $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} as {(request.Format ?? Core.Disks.DiskFormat.Qcow2).ToString().ToLowerInvariant()}";
             if (!ShouldProcess(request.Destination, action)) return;
             try
             {
@@ -123,7 +109,7 @@ namespace VmCheckpoint.PowerShell
                 {
                     var result = RunJob("Restoring " + Name, (reporter, token) =>
                     {
-                        using var target = ConnectHypervisor(hypervisor, Core.Hypervisors.HypervisorNames.HostLocation(hypervisor, ConnectionUri, ComputerName));
+                        using var target = ConnectHypervisor(hypervisor, location);
                         return new VmRestoreJob(repository, Catalog, target, reporter).Run(request, NewName, Start, ResumeMemory, token);
                     });
                     WriteObject(result);

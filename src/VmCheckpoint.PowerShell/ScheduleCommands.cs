@@ -83,40 +83,19 @@ namespace VmCheckpoint.PowerShell
                 };
                 ScheduleDefinition.ValidateName(schedule.Name);
                 if (Interval < TimeSpan.FromMinutes(1)) throw new ArgumentException("A schedule runs at most once a minute.");
-                string scheduler = Scheduler ?? (RuntimeInformation.IsOSPlatform(OSPlatform.Windows) ? "TaskScheduler" : store.DefaultUnixScheduler().Name);
-                schedule.Scheduler = scheduler;
-                if (scheduler == "TaskScheduler")
-                {
-                    var script = TaskSchedulerScript(schedule);
-                    WriteVerbose("Task Scheduler registration: " + script);
-                    if (!ShouldProcess($@"\VmCheckpoint\{schedule.Name}", $"Register a scheduled task every {Interval}")) return;
-                    InvokeCommand.InvokeScript(script);
-                    store.Save(schedule);
-                    WriteObject(schedule);
-                    return;
-                }
-                var unix = store.Unix(scheduler);
-                if (schedule.Kind == ScheduleKind.Checkpoint && unix is CronScheduler) CronScheduler.TimeFields(Interval); // fails early
-                if (!ShouldProcess(string.Join(", ", unix.Plan(schedule)), $"Write {scheduler} schedule '{schedule.Name}' every {Interval}")) return;
-                if (store.Find(schedule.Name) is { } old) store.Unix(old.Scheduler).Unregister(old);
-                unix.Register(schedule);
+                var scheduler = WindowsTaskScheduler.Resolve(store, Scheduler, InvokeCommand);
+                schedule.Scheduler = scheduler.Name;
+                var plan = scheduler.Plan(schedule);
+                WriteVerbose(scheduler.Explain(schedule));
+                if (!ShouldProcess(string.Join(", ", plan), $"Write {scheduler.Name} schedule '{schedule.Name}' every {Interval}")) return;
+                if (store.Find(schedule.Name) is { } old) WindowsTaskScheduler.Resolve(store, old.Scheduler, InvokeCommand).Unregister(old);
+                scheduler.Register(schedule);
                 store.Save(schedule);
                 WriteObject(schedule);
             }
             catch (PipelineStoppedException) { throw; }
             catch (Exception e) { ThrowTerminatingError(ToErrorRecord(e, "RegisterSchedule", ScheduleName)); }
             finally { base.EndProcessing(); }
-        }
-
-        /// <summary>The ScheduledTasks calls that register the task (Windows).</summary>
-        internal static string TaskSchedulerScript(ScheduleDefinition s)
-        {
-            string Q(string x) => "'" + x.Replace("'", "''") + "'";
-            var args = "-NoProfile -NonInteractive -Command \"" + s.Script.Replace("\"", "\\\"") + "\"";
-            return $"$action = New-ScheduledTaskAction -Execute {Q(s.PwshCommand[0])} -Argument {Q(string.Join(" ", s.PwshCommand.Skip(1).Select(a => "\"" + a + "\"").Concat(new[] { args })))}; " +
-                   $"$trigger = New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Seconds {(long)s.Interval.TotalSeconds}); " +
-                   "$settings = New-ScheduledTaskSettingsSet -MultipleInstancesPolicy IgnoreNew -StartWhenAvailable; " +
-                   $"Register-ScheduledTask -TaskPath '\\VmCheckpoint\\' -TaskName {Q(s.Name)} -Action $action -Trigger $trigger -Settings $settings -User 'SYSTEM' -RunLevel Highest -Force";
         }
 
         /// <summary>The module's folder (where VmCheckpoint.psd1 is): the assembly's own, or the one above its build folder.</summary>
@@ -174,8 +153,7 @@ namespace VmCheckpoint.PowerShell
                 return;
             }
             if (!ShouldProcess(s.Name, "Unregister schedule")) return;
-            if (s.Scheduler == "TaskScheduler") InvokeCommand.InvokeScript($"Unregister-ScheduledTask -TaskPath '\\VmCheckpoint\\' -TaskName '{s.Name.Replace("'", "''")}' -Confirm:$false");
-            else store.Unix(s.Scheduler).Unregister(s);
+            WindowsTaskScheduler.Resolve(store, s.Scheduler, InvokeCommand).Unregister(s);
             store.Delete(s.Name);
         }
     }
@@ -194,7 +172,7 @@ namespace VmCheckpoint.PowerShell
                 var store = new ScheduleStore();
                 var s = store.Find(Name) ?? throw new ItemNotFoundException($"No schedule named '{Name}'.");
                 if (CatalogPath is null && s.CatalogPath != null) CatalogPath = s.CatalogPath;
-                foreach (var o in RunJob("Scheduled run " + Name, (reporter, token) => new ScheduledRun(store, Catalog, reporter, (schedule, where) => ConnectHypervisor(Core.Hypervisors.HypervisorNames.Canonical(schedule.Hypervisor), where)).Execute(s, token))) WriteObject(o);
+                foreach (var o in RunJob("Scheduled run " + Name, (reporter, token) => new ScheduledRun(store, Catalog, reporter, Connector).Execute(s, token))) WriteObject(o);
             }
             catch (PipelineStoppedException) { throw; }
             catch (ScheduleOverlapException e) { ThrowTerminatingError(new ErrorRecord(e, "ScheduleOverlap", ErrorCategory.ResourceBusy, Name)); }

@@ -1,13 +1,14 @@
-using System;
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
 using System.Management.Automation;
-using System.Threading;
 using System.Threading.Tasks;
+using System.Threading;
+using System;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.PowerShell
@@ -170,55 +171,63 @@ namespace VmCheckpoint.PowerShell
         protected void Emit(object value) => OnPipelineThread(() => { WriteObject(value); return true; });
 
         /// <summary>
-        /// Connects to a hypervisor host: libvirt by URI (qemu:///system when none), or Hyper-V by computer name (this
-        /// one when none), whose module commands and CIM calls then run in this cmdlet's runspace.
+        /// Connects to hypervisor hosts: libvirt by URI, or Hyper-V by computer name, whose module commands and CIM calls
+        /// then run in this cmdlet's runspace.
         /// </summary>
-        protected Core.Hypervisors.IHypervisor ConnectHypervisor(string hypervisor, string? location)
+        protected Core.Hypervisors.HypervisorConnector Connector => new Core.Hypervisors.HypervisorConnector(location =>
         {
-            if (Core.Hypervisors.HypervisorNames.IsHyperV(hypervisor))
-            {
-                var host = new HyperV.HyperVRunspaceHost((script, args) => OnPipelineThread(() =>
-                    InvokeCommand.InvokeScript(script, true, System.Management.Automation.Runspaces.PipelineResultTypes.None, null, args)), location);
-                return new Core.Hypervisors.HyperV.HyperVHypervisor(host, host.HasCim ? host : null);
-            }
-            return new Core.Hypervisors.Libvirt.LibvirtHypervisor(location ?? Core.Hypervisors.Libvirt.LibvirtConnection.DefaultUri);
-        }
+            var host = new HyperV.HyperVRunspaceHost((script, args) => OnPipelineThread(() =>
+                InvokeCommand.InvokeScript(script, true, System.Management.Automation.Runspaces.PipelineResultTypes.None, null, args)), location);
+            return new Core.Hypervisors.HyperV.HyperVHypervisor(host, host.HasCim ? host : null);
+        });
 
-        /// <summary>Maps Core's exceptions to categorized error records.</summary>
-        protected static ErrorRecord ToErrorRecord(Exception e, string errorId, object? target)
+        /// <summary>Connects to a hypervisor host (see <see cref="Connector"/>).</summary>
+        protected Core.Hypervisors.IHypervisor ConnectHypervisor(string hypervisor, string? location) => Connector.Connect(hypervisor, location);
+
+        /// <summary>
+        /// Maps Core's exceptions to categorized error records. The ErrorId is "&lt;operation&gt;.&lt;failure&gt;", both
+        /// literal: scripts may match on them across versions (FullyQualifiedErrorId).
+        /// </summary>
+        protected static ErrorRecord ToErrorRecord(Exception e, string operation, object? target)
         {
-            var category = e switch
-            {
-                RepositoryNotFoundException r => r.Unreachable ? ErrorCategory.ResourceUnavailable : ErrorCategory.ObjectNotFound,
-                CorruptImageException _ => ErrorCategory.InvalidData,
-                BlockDamagedException _ => ErrorCategory.InvalidData,
-                InvalidDataException _ => ErrorCategory.InvalidData,
-                TargetExistsException _ => ErrorCategory.ResourceExists,
-                RepositoryLockedException _ => ErrorCategory.ResourceBusy,
-                Core.Hypervisors.VmNotFoundException _ => ErrorCategory.ObjectNotFound,
-                Core.Hypervisors.VmBusyException _ => ErrorCategory.ResourceBusy,
-                Core.Hypervisors.HypervisorUnavailableException _ => ErrorCategory.ResourceUnavailable,
-                Core.Hypervisors.HyperV.HyperVException _ => ErrorCategory.InvalidOperation,
-                Core.Hypervisors.Libvirt.LibvirtException lv when lv.Code == 42 => ErrorCategory.ObjectNotFound,
-                Core.Hypervisors.Libvirt.LibvirtException _ => ErrorCategory.InvalidOperation,
-                FileNotFoundException _ => ErrorCategory.ObjectNotFound,
-                DirectoryNotFoundException _ => ErrorCategory.ObjectNotFound,
-                KeyNotFoundException _ => ErrorCategory.ObjectNotFound,
-                ItemNotFoundException _ => ErrorCategory.ObjectNotFound,
-                UnauthorizedAccessException _ => ErrorCategory.PermissionDenied,
-                OperationCanceledException _ => ErrorCategory.OperationStopped,
-                NotSupportedException _ => ErrorCategory.NotImplemented,
-                ArgumentException _ => ErrorCategory.InvalidArgument,
-                InvalidOperationException _ => ErrorCategory.InvalidOperation,
-                IOException io when IsDiskFull(io) => ErrorCategory.WriteError,
-                IOException _ => ErrorCategory.ResourceUnavailable,
-                _ => ErrorCategory.NotSpecified,
-            };
-            var record = new ErrorRecord(e, errorId + "." + e.GetType().Name.Replace("Exception", ""), category, target);
-            if (e is IOException io2 && IsDiskFull(io2))
+            var (category, failure) = Classify(e);
+            var record = new ErrorRecord(e, operation + "." + failure, category, target);
+            if (e is IOException io && IsDiskFull(io))
                 record.ErrorDetails = new ErrorDetails($"Not enough space: {e.Message}") { RecommendedAction = "Free space on the target or the repository's share, then run again; nothing partial was kept." };
             return record;
         }
+
+        /// <summary>The category and the literal failure id of an exception.</summary>
+        internal static (ErrorCategory Category, string Failure) Classify(Exception e) => e switch
+        {
+            RepositoryNotFoundException r when r.Unreachable => (ErrorCategory.ResourceUnavailable, "RepositoryUnreachable"),
+            RepositoryNotFoundException _ => (ErrorCategory.ObjectNotFound, "RepositoryNotFound"),
+            CorruptImageException _ => (ErrorCategory.InvalidData, "CorruptImage"),
+            BlockDamagedException _ => (ErrorCategory.InvalidData, "BlockDamaged"),
+            InvalidDataException _ => (ErrorCategory.InvalidData, "InvalidData"),
+            TargetExistsException _ => (ErrorCategory.ResourceExists, "TargetExists"),
+            RepositoryLockedException _ => (ErrorCategory.ResourceBusy, "RepositoryLocked"),
+            CheckpointNotFoundException _ => (ErrorCategory.ObjectNotFound, "CheckpointNotFound"),
+            AmbiguousCheckpointIdException _ => (ErrorCategory.InvalidArgument, "AmbiguousId"),
+            Core.Hypervisors.VmNotFoundException _ => (ErrorCategory.ObjectNotFound, "VmNotFound"),
+            Core.Hypervisors.VmBusyException _ => (ErrorCategory.ResourceBusy, "VmBusy"),
+            Core.Hypervisors.HypervisorUnavailableException _ => (ErrorCategory.ResourceUnavailable, "HypervisorUnavailable"),
+            Core.Hypervisors.HyperV.HyperVException _ => (ErrorCategory.InvalidOperation, "HyperV"),
+            Core.Hypervisors.Libvirt.LibvirtException lv when lv.Code == Core.Hypervisors.Libvirt.LibvirtNative.ErrNoDomain => (ErrorCategory.ObjectNotFound, "VmNotFound"),
+            Core.Hypervisors.Libvirt.LibvirtException _ => (ErrorCategory.InvalidOperation, "Libvirt"),
+            FileNotFoundException _ => (ErrorCategory.ObjectNotFound, "FileNotFound"),
+            DirectoryNotFoundException _ => (ErrorCategory.ObjectNotFound, "DirectoryNotFound"),
+            KeyNotFoundException _ => (ErrorCategory.ObjectNotFound, "NotFound"),
+            ItemNotFoundException _ => (ErrorCategory.ObjectNotFound, "NotFound"),
+            UnauthorizedAccessException _ => (ErrorCategory.PermissionDenied, "PermissionDenied"),
+            OperationCanceledException _ => (ErrorCategory.OperationStopped, "Stopped"),
+            NotSupportedException _ => (ErrorCategory.NotImplemented, "NotSupported"),
+            ArgumentException _ => (ErrorCategory.InvalidArgument, "InvalidArgument"),
+            InvalidOperationException _ => (ErrorCategory.InvalidOperation, "InvalidOperation"),
+            IOException io when IsDiskFull(io) => (ErrorCategory.WriteError, "DiskFull"),
+            IOException _ => (ErrorCategory.ResourceUnavailable, "IOError"),
+            _ => (ErrorCategory.NotSpecified, "Failed"),
+        };
 
         private static bool IsDiskFull(IOException e)
         {

@@ -33,7 +33,7 @@ namespace VmCheckpoint.PowerShell
         public string? ComputerName { get; set; }
 
         [Parameter]
-        public RecoveryAction Action { get; set; } = RecoveryAction.RestoreLatest;
+        public RecoveryAction Action { get; set; } = RecoveryAction.Auto;
 
         /// <summary>Where to restore when acting in place fails or the VM's host cannot be reached: a libvirt URI, or a Hyper-V computer name.</summary>
         [Parameter]

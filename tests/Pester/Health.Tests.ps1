@@ -38,7 +38,7 @@ Describe 'Watch-VmHealth' {
         Copy-VmDisk -Name $vm.Name -Source $vm.Disk -Destination (Join-Path $work 'at-checkpoint.qcow2')
         Write-VmDisk -Name $vm.Name -Offset 4MB -Seed 77      # after the checkpoint: must not survive the restore
         Crash $vm.Name
-        $events = Watch-VmHealth -Name $vm.Name -Once -RestorePath $restored -Repository $repo
+        $events = Watch-VmHealth -Name $vm.Name -Once -Action RestoreLatest -RestorePath $restored -Repository $repo
         $events[0].Kind | Should -Be 'Detected'
         $events[0].Condition | Should -Be 'Crashed'
         $action = $events | Where-Object Kind -eq Action
@@ -54,6 +54,33 @@ Describe 'Watch-VmHealth' {
         & qemu-img compare -U (Join-Path $work 'at-checkpoint.qcow2') $now | Out-Null
         $LASTEXITCODE | Should -Be 0
         (Get-VmHealthEvent -Name $vm.Name).Count | Should -Be 2
+    }
+
+    It 'by default restarts a crashed VM on its own disk, keeping what it wrote since its checkpoint, and restores only when it crashes again' {
+        $vm = New-Vm 'restart-first'
+        $c = Invoke-VmCheckpoint -Name $vm.Name -Repository $repo
+        Write-VmDisk -Name $vm.Name -Offset 4MB -Seed 78      # after the checkpoint: a restart in place keeps it
+        Copy-VmDisk -Name $vm.Name -Source $vm.Disk -Destination (Join-Path $work 'after-write.qcow2')
+        Crash $vm.Name
+        $events = Watch-VmHealth -Name $vm.Name -Once -Cooldown 0 -RestorePath $restored -Repository $repo
+        $action = $events | Where-Object Kind -eq Action
+        $action.Action | Should -Be 'Restart'
+        $action.Result | Should -Be 'Succeeded'
+        Get-DomState $vm.Name | Should -Match 'running'
+        $now = ((& virsh -c $uri domblklist $vm.Name --details) | Where-Object { $_ -match 'vda' }) -split '\s+' | Select-Object -Last 1
+        $now | Should -Be $vm.Disk
+        & qemu-img compare -U (Join-Path $work 'after-write.qcow2') $vm.Disk | Out-Null
+        $LASTEXITCODE | Should -Be 0 -Because 'the write made after the checkpoint is still on the disk'
+
+        # Crashed again soon after the restart: the restart did not help, so the latest checkpoint is restored,
+        # into a folder of its own; the VM's own disk file stays where it was.
+        Crash $vm.Name
+        $events = Watch-VmHealth -Name $vm.Name -Once -Cooldown 0 -RestorePath $restored -Repository $repo
+        $action = $events | Where-Object Kind -eq Action
+        $action.Action | Should -Be 'RestoreLatest'
+        $action.Result | Should -Be 'Succeeded'
+        $action.CheckpointId | Should -Be $c.Id
+        Test-Path $vm.Disk | Should -BeTrue
     }
 
     It 'runs in the foreground, woken by libvirt''s lifecycle events, writing events that Export-Csv takes' {

@@ -4,6 +4,12 @@ namespace VmCheckpoint.Core.Health
 {
     public enum RecoveryAction
     {
+        /// <summary>
+        /// Start the VM again in place, on its own disks (nothing it wrote is lost); restore its latest checkpoint only
+        /// when that restart fails or the VM needs help again within <see cref="HealthPolicy.EscalationWindow"/>; then
+        /// restore on the target host. A VM paused on an I/O error is restored at once (its storage failed).
+        /// </summary>
+        Auto,
         /// <summary>Start the VM again in place.</summary>
         Restart,
         /// <summary>Restore its latest checkpoint that passes verification, resuming from its memory state if it has one.</summary>
@@ -15,7 +21,9 @@ namespace VmCheckpoint.Core.Health
     /// <summary>What the watcher does about a VM in trouble, how often and how patiently.</summary>
     public sealed class HealthPolicy
     {
-        public RecoveryAction Action { get; set; } = RecoveryAction.RestoreLatest;
+        public RecoveryAction Action { get; set; } = RecoveryAction.Auto;
+        /// <summary>With <see cref="RecoveryAction.Auto"/>: a VM in trouble again this soon after a restart in place is restored instead.</summary>
+        public TimeSpan EscalationWindow { get; set; } = TimeSpan.FromMinutes(10);
         /// <summary>Escalate to this host when acting in place fails or the VM's host is unreachable.</summary>
         public string? TargetUri { get; set; }
         /// <summary>Attempts per VM within <see cref="AttemptWindow"/>; then the watcher gives up on it.</summary>

@@ -1,12 +1,13 @@
-using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Hypervisors;
 using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.Core.Health
@@ -61,7 +62,7 @@ namespace VmCheckpoint.Core.Health
                                 if (vmNames is null || vmNames.Contains(name)) changed.Set();
                             });
                         }
-                        catch (Exception e) when (e is HypervisorUnavailableException || e is Hypervisors.Libvirt.LibvirtException)
+                        catch (Exception e) when (e is HypervisorUnavailableException || e is HypervisorException)
                         {
                             _reporter.Verbose($"No lifecycle events from {_uri} ({e.Message}); checking every {_policy.Interval}.");
                         }
@@ -116,7 +117,8 @@ namespace VmCheckpoint.Core.Health
             var clock = Stopwatch.StartNew();
             var since = detected - _policy.AttemptWindow;
             var previous = _catalog.GetHealthEvents(h => h.VmName == name && h.Kind == HealthEventKind.Action && h.Time >= since);
-            int attempt = previous.Count + 1;
+            // One attempt may log several actions (a restart that failed, then a restore): attempts are counted, not actions.
+            int attempt = previous.Select(h => h.Attempt).Distinct().Count() + 1;
             if (attempt > _policy.MaxAttempts)
             {
                 // Give up once, loudly; then stay quiet until the window lets attempts count again.
@@ -134,16 +136,47 @@ namespace VmCheckpoint.Core.Health
             }
             Log(events, new HealthEvent { VmName = name, Host = _uri, Kind = HealthEventKind.Detected, Condition = condition.Kind.ToString(), Attempt = attempt, Message = condition.Detail });
 
-            var action = condition.Kind == VmConditionKind.HostUnreachable ? RecoveryAction.RestoreElsewhere : _policy.Action;
-            var result = Act(host, name, condition, action, cancellationToken);
-            if (!result.Succeeded && action != RecoveryAction.RestoreElsewhere && _policy.TargetUri != null)
+            var steps = Escalation(name, condition, detected);
+            (bool Succeeded, string Message, string? CheckpointId) result = (false, "", null);
+            for (int i = 0; i < steps.Count; i++)
             {
-                Log(events, Event(name, condition, action, attempt, result, clock));
-                action = RecoveryAction.RestoreElsewhere;
-                result = Act(host, name, condition, action, cancellationToken);
+                result = Act(host, name, condition, steps[i], cancellationToken);
+                Log(events, Event(name, condition, steps[i], attempt, result, clock));
+                if (result.Succeeded)
+                {
+                    if (steps[i] == RecoveryAction.RestoreElsewhere) _movedTo[name] = _policy.TargetUri!;
+                    break;
+                }
             }
-            Log(events, Event(name, condition, action, attempt, result, clock));
-            if (result.Succeeded && action == RecoveryAction.RestoreElsewhere) _movedTo[name] = _policy.TargetUri!;
+        }
+
+        /// <summary>
+        /// The actions to try in turn, each only when the one before failed: the policy's action, then restoring on the
+        /// target host when there is one. With <see cref="RecoveryAction.Auto"/>, a restart in place comes first (the VM
+        /// keeps everything it wrote), unless it already had one within the escalation window, or restarting cannot help.
+        /// </summary>
+        internal List<RecoveryAction> Escalation(string name, VmCondition condition, DateTime now)
+        {
+            var steps = new List<RecoveryAction>();
+            if (condition.Kind == VmConditionKind.HostUnreachable)
+            {
+                steps.Add(RecoveryAction.RestoreElsewhere);
+                return steps;
+            }
+            if (_policy.Action == RecoveryAction.Auto)
+            {
+                var since = now - _policy.EscalationWindow;
+                bool restartedRecently = _catalog.GetHealthEvents(h => h.VmName == name && h.Kind == HealthEventKind.Action && h.Time >= since, 1)
+                    .Any(h => h.Action == nameof(RecoveryAction.Restart) && h.Result == JobResult.Succeeded);
+                if (!restartedRecently && condition.Kind != VmConditionKind.PausedOnError) steps.Add(RecoveryAction.Restart);
+                steps.Add(RecoveryAction.RestoreLatest);
+            }
+            else
+            {
+                steps.Add(_policy.Action);
+            }
+            if (_policy.TargetUri != null && !steps.Contains(RecoveryAction.RestoreElsewhere)) steps.Add(RecoveryAction.RestoreElsewhere);
+            return steps;
         }
 
         private HealthEvent Event(string name, VmCondition condition, RecoveryAction action, int attempt, (bool Succeeded, string Message, string? CheckpointId) result, Stopwatch clock)

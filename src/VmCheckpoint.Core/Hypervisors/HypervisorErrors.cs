@@ -2,6 +2,15 @@ using System;
 
 namespace VmCheckpoint.Core.Hypervisors
 {
+    /// <summary>
+    /// An error a hypervisor reported that none of the specific types below describes (a libvirt error code, a Hyper-V
+    /// WMI failure). Callers above Hypervisors catch this type, never a provider's own.
+    /// </summary>
+    public class HypervisorException : Exception
+    {
+        public HypervisorException(string message, Exception? inner = null) : base(message, inner) { }
+    }
+
     /// <summary>The hypervisor cannot be reached (not installed, daemon down, connection refused).</summary>
     public sealed class HypervisorUnavailableException : Exception
     {

@@ -1,7 +1,7 @@
-using System;
 using System.Collections.Generic;
+using System;
 using VmCheckpoint.Core.Disks;
-using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Reporting;
 
 namespace VmCheckpoint.Core.Hypervisors
 {
@@ -14,6 +14,8 @@ namespace VmCheckpoint.Core.Hypervisors
         public bool IncludeMemory { get; set; }
         /// <summary>Read every allocated block, ignoring change tracking (blocks are still deduplicated by hash).</summary>
         public bool Full { get; set; }
+        /// <summary>The granularity changed ranges are rounded to (the repository's block size).</summary>
+        public int BlockSize { get; set; } = 1 << 20;
         /// <summary>
         /// The file each disk of the latest checkpoint was read from, by disk name. A disk whose file is another one now
         /// (disks swapped or replaced in the VM's configuration) carries bitmaps that describe another disk's history.
@@ -26,9 +28,11 @@ namespace VmCheckpoint.Core.Hypervisors
     }
 
     /// <summary>
-    /// A point-in-time view of one VM, opened by <see cref="IHypervisor.BeginCheckpoint"/>. <see cref="Commit"/> once the
-    /// checkpoint is stored (the new change-tracking reference becomes the next parent); disposing without commit
-    /// rolls back, leaving change tracking as it was, so the next run is incremental from the last stored checkpoint.
+    /// A point-in-time view of one VM, opened by <see cref="ICheckpointSource.BeginCheckpoint"/> (open: every disk is
+    /// validated before anything is written), with each disk's ranges changed since the parent (<see cref="DiskSource.ChangedExtents"/>).
+    /// <see cref="Seal"/> ends the reading once every block is stored; <see cref="Commit"/> once the manifest is written
+    /// (the new change-tracking reference becomes the next parent); disposing without commit abandons it: change
+    /// tracking is left as it was, so the next run is incremental from the last stored checkpoint.
     /// </summary>
     public interface IVmCheckpointSession : IDisposable
     {
@@ -94,12 +98,10 @@ namespace VmCheckpoint.Core.Hypervisors
     /// One hypervisor host: what Jobs and cmdlets need, so that they never branch on the hypervisor.
     /// Implementations: libvirt (Libvirt/), Hyper-V.
     /// </summary>
-    public interface IHypervisor : IDisposable
+    public interface IHypervisor : ICheckpointSource, IDisposable
     {
-        string Name { get; }
         string Host { get; }
         IReadOnlyList<string> ListVms();
-        IVmCheckpointSession BeginCheckpoint(string vmName, CheckpointPlan plan, IJobReporter reporter);
         /// <summary>
         /// Refuses, before anything is restored, a registration this host cannot do (a configuration of another
         /// hypervisor; a memory state resumed under a new name where the hypervisor cannot).

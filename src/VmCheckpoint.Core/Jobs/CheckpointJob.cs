@@ -1,11 +1,12 @@
-using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.Core.Jobs
@@ -62,42 +63,20 @@ namespace VmCheckpoint.Core.Jobs
             _reporter = reporter ?? NullJobReporter.Instance;
         }
 
-        /// <summary>Opens image files as the disks of one checkpoint, each named after its file's base name.</summary>
-        public static List<DiskSource> OpenDiskFiles(IEnumerable<string> paths)
-        {
-            var sources = new List<DiskSource>();
-            try
-            {
-                foreach (var path in paths)
-                {
-                    var full = Path.GetFullPath(path);
-                    if (!File.Exists(full)) throw new FileNotFoundException($"Disk image {full} does not exist.", full);
-                    var name = Path.GetFileNameWithoutExtension(full);
-                    if (string.IsNullOrEmpty(name)) name = Path.GetFileName(full);
-                    CheckpointManifest.ValidateDiskName(name, full);
-                    if (sources.Any(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase)))
-                        throw new ArgumentException($"Two disks would be named '{name}' ({full}); give each disk file a distinct name.");
-                    sources.Add(new DiskSource(name, DiskImage.Open(full), null, full));
-                }
-                return sources;
-            }
-            catch
-            {
-                foreach (var s in sources) s.Image.Dispose();
-                throw;
-            }
-        }
-
         public CheckpointManifest Run(CheckpointRequest request, CancellationToken cancellationToken = default)
         {
             if (string.IsNullOrWhiteSpace(request.VmName)) throw new ArgumentException("A checkpoint needs a VM name.");
             if (request.Disks.Count == 0) throw new ArgumentException("A checkpoint needs at least one disk.");
-            return JobLog.Run(_catalog, "Checkpoint", request.VmName, _repository, _ =>
-            {
-                var manifest = RunLocked(request, cancellationToken);
-                _catalog?.AddCheckpoint(_repository, manifest);
-                return manifest;
-            }, m => m.Note, m => m.Id);
+            return JobLog.Run(_catalog, "Checkpoint", request.VmName, _repository, _ => Store(request, cancellationToken), m => m.Note, m => m.Id);
+        }
+
+        /// <summary>Stores the checkpoint and indexes it, without a line in the job log (the caller's job has it).</summary>
+        internal CheckpointManifest Store(CheckpointRequest request, CancellationToken cancellationToken)
+        {
+            if (request.Disks.Count == 0) throw new ArgumentException("A checkpoint needs at least one disk.");
+            var manifest = RunLocked(request, cancellationToken);
+            _catalog?.AddCheckpoint(_repository, manifest);
+            return manifest;
         }
 
         private CheckpointManifest RunLocked(CheckpointRequest request, CancellationToken cancellationToken)

@@ -1,8 +1,9 @@
-using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
+using System;
 using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.Core.Jobs
@@ -23,14 +24,16 @@ namespace VmCheckpoint.Core.Jobs
     {
         private readonly CheckpointRepository _repository;
         private readonly CheckpointCatalog? _catalog;
-        private readonly IJobReporter _reporter;
 
         public RemoveJob(CheckpointRepository repository, CheckpointCatalog? catalog, IJobReporter? reporter = null)
         {
             _repository = repository;
             _catalog = catalog;
-            _reporter = reporter ?? NullJobReporter.Instance;
+            Reporter = reporter ?? NullJobReporter.Instance;
         }
+
+        /// <summary>Where progress, notes and warnings go (a cmdlet sets its own for the run).</summary>
+        public IJobReporter Reporter { get; set; }
 
         public TimeSpan LockWait { get; set; } = TimeSpan.FromMinutes(1);
 
@@ -45,7 +48,7 @@ namespace VmCheckpoint.Core.Jobs
                 try { vm = _repository.ReadCheckpoint(file).VmName; }
                 catch (Exception e) when (e is System.IO.IOException || e is System.IO.InvalidDataException || e is KeyNotFoundException)
                 {
-                    _reporter.Warning($"Checkpoint {file.Id} cannot be read; the policy leaves it alone: {e.Message}");
+                    Reporter.Warning($"Checkpoint {file.Id} cannot be read; the policy leaves it alone: {e.Message}");
                     continue;
                 }
                 if (!vmFilter(vm)) continue;
@@ -72,14 +75,14 @@ namespace VmCheckpoint.Core.Jobs
                     _repository.DeleteCheckpoint(file);
                     _catalog?.RemoveCheckpoint(_repository.Id, file.Id);
                     result.RemovedIds.Add(file.Id);
-                    _reporter.Verbose($"Removed checkpoint {file.Id} of {file.Time:u}.");
+                    Reporter.Verbose($"Removed checkpoint {file.Id} of {file.Time:u}.");
                 }
                 if (reclaim)
                 {
-                    _reporter.Progress("Reclaiming unused blocks", _repository.Path, -1);
+                    Reporter.Progress("Reclaiming unused blocks", _repository.Path, -1);
                     result.Reclaim = new Pruner(_repository).Reclaim(LockWait, cancellationToken);
-                    if (!result.Reclaim.Completed) _reporter.Warning(result.Reclaim.Reason!);
-                    else _reporter.Verbose($"Reclaimed {result.Reclaim.BytesReclaimed} bytes: {result.Reclaim.PacksDeleted} packs deleted, {result.Reclaim.PacksRewritten} rewritten.");
+                    if (!result.Reclaim.Completed) Reporter.Warning(result.Reclaim.Reason!);
+                    else Reporter.Verbose($"Reclaimed {result.Reclaim.BytesReclaimed} bytes: {result.Reclaim.PacksDeleted} packs deleted, {result.Reclaim.PacksRewritten} rewritten.");
                 }
                 return result;
             }, r => $"Removed {r.RemovedIds.Count} checkpoints: {string.Join(", ", r.RemovedIds)}.");

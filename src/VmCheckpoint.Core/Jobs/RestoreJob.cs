@@ -1,10 +1,11 @@
-using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.Core.Jobs
@@ -19,18 +20,6 @@ namespace VmCheckpoint.Core.Jobs
         public long DataBytes { get; set; }
     }
 
-    /// <summary>A restore would overwrite an existing file (or domain) and was not forced.</summary>
-    public sealed class TargetExistsException : IOException
-    {
-        public TargetExistsException(string target)
-            : base($"{target} already exists; use -Force to overwrite it.")
-        {
-            Target = target;
-        }
-
-        public string Target { get; }
-    }
-
     public sealed class RestoreRequest
     {
         public RestoreRequest(CheckpointFile checkpoint, string destination)
@@ -41,7 +30,8 @@ namespace VmCheckpoint.Core.Jobs
 
         public CheckpointFile Checkpoint { get; }
         public string Destination { get; }
-        public DiskFormat Format { get; set; } = DiskFormat.Qcow2;
+        /// <summary>The format to write; null: qcow2, or the format the target hypervisor runs its VMs from (VmRestoreJob).</summary>
+        public DiskFormat? Format { get; set; }
         /// <summary>Overwrite existing files of the same names.</summary>
         public bool Force { get; set; }
         /// <summary>Restore only these disks (all when null).</summary>
@@ -128,12 +118,13 @@ namespace VmCheckpoint.Core.Jobs
         private RestoredDisk RestoreDifferencing(BlockStore store, CheckpointManifest manifest, DiskManifest disk, string target,
             RestoreRequest request, string status, CancellationToken cancellationToken)
         {
-            if (request.Format != DiskFormat.Vhdx)
+            if ((request.Format ?? DiskFormat.Vhdx) != DiskFormat.Vhdx)
                 throw new ArgumentException("A differencing parent is only supported for VHDX restores (-DiskFormat vhdx).");
             var parentPath = Path.Combine(Path.GetFullPath(request.DifferencingParentFolder!), disk.Name + ".vhdx");
             if (!File.Exists(parentPath)) throw new FileNotFoundException($"Differencing parent {parentPath} does not exist.", parentPath);
             int blockSize = manifest.BlockSize;
-            var temporary = target + ".partial-" + Hex.Random(4);
+            // A short name of its own beside the target: a disk name near the file-name limit still restores.
+            var temporary = Path.Combine(Path.GetDirectoryName(target)!, TemporaryPrefix + Hex.Random(4) + ".partial");
             long data = 0;
             try
             {
@@ -203,24 +194,29 @@ namespace VmCheckpoint.Core.Jobs
             return manifest.Disks.Where(d => request.DiskNames.Contains(d.Name, StringComparer.OrdinalIgnoreCase)).ToList();
         }
 
+        /// <summary>The prefix of the files a restore writes before it renames them to the disks' names.</summary>
+        public const string TemporaryPrefix = "vmcheckpoint-restore-";
+
         private static string TargetPath(RestoreRequest request, DiskManifest disk)
-            => Path.Combine(Path.GetFullPath(request.Destination), disk.Name + "." + (request.DifferencingParentFolder is null ? Extension(request.Format) : "avhdx"));
+            => Path.Combine(Path.GetFullPath(request.Destination), disk.Name + "." + (request.DifferencingParentFolder is null ? Extension(request.Format ?? DiskFormat.Qcow2) : "avhdx"));
 
         private RestoredDisk RestoreDisk(BlockStore store, CheckpointManifest manifest, DiskManifest disk, string target,
             RestoreRequest request, string status, CancellationToken cancellationToken)
         {
             long virtualSize = disk.VirtualSize;
-            if (request.Format != DiskFormat.Raw && virtualSize % 512 != 0)
+            var format = request.Format ?? DiskFormat.Qcow2;
+            if (format != DiskFormat.Raw && virtualSize % 512 != 0)
             {
                 // qcow2 and VHDX sizes are whole sectors; like qemu-img convert, pad the tail with zeros.
                 virtualSize += 512 - virtualSize % 512;
-                _reporter.Warning($"Disk {disk.Name} is {disk.VirtualSize} bytes, not whole 512-byte sectors: its {request.Format} copy is {virtualSize} bytes, the tail zero-filled. Restore as raw for the exact size.");
+                _reporter.Warning($"Disk {disk.Name} is {disk.VirtualSize} bytes, not whole 512-byte sectors: its {format} copy is {virtualSize} bytes, the tail zero-filled. Restore as raw for the exact size.");
             }
-            var temporary = target + ".partial-" + Hex.Random(4);
+            // A short name of its own beside the target: a disk name near the file-name limit still restores.
+            var temporary = Path.Combine(Path.GetDirectoryName(target)!, TemporaryPrefix + Hex.Random(4) + ".partial");
             long data = 0;
             try
             {
-                using (var writer = DiskImage.Create(temporary, request.Format, virtualSize))
+                using (var writer = DiskImage.Create(temporary, format, virtualSize))
                 {
                     data = WriteBlocks(store, disk, manifest.BlockSize, writer, status, cancellationToken);
                     writer.Complete();
@@ -232,7 +228,7 @@ namespace VmCheckpoint.Core.Jobs
                 }
                 File.Move(temporary, target);
                 _reporter.Verbose($"Restored disk {disk.Name} to {target} ({data} bytes of data).");
-                return new RestoredDisk { Name = disk.Name, Path = target, Format = request.Format, VirtualSize = virtualSize, DataBytes = data };
+                return new RestoredDisk { Name = disk.Name, Path = target, Format = format, VirtualSize = virtualSize, DataBytes = data };
             }
             catch
             {

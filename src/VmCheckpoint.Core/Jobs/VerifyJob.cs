@@ -1,8 +1,9 @@
-using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
+using System;
 using VmCheckpoint.Core.Catalog;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.Core.Jobs

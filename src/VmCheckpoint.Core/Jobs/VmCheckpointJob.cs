@@ -1,74 +1,86 @@
 using System;
+using System.Collections.Generic;
 using System.Threading;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.Core.Jobs
 {
     /// <summary>
-    /// Checkpoints a VM through its hypervisor: the hypervisor gives a point-in-time view (and what changed since
-    /// the VM's last stored checkpoint), <see cref="CheckpointJob"/> stores it, and only then does the hypervisor's
-    /// new change-tracking reference replace the old one. Any failure leaves the old one, so the next run is
-    /// still incremental from the last checkpoint that was stored.
+    /// Checkpoints a VM from any source (a hypervisor host, image files): the source gives a point-in-time view (and
+    /// what changed since the VM's last stored checkpoint), <see cref="CheckpointJob"/> stores it, and only then does
+    /// the source's new change-tracking reference replace the old one. Any failure abandons the view, leaving the old
+    /// one, so the next run is still incremental from the last checkpoint that was stored. The one orchestrator of
+    /// checkpoints, and the one place a checkpoint job is logged, whatever failed.
     /// </summary>
     public sealed class VmCheckpointJob
     {
         private readonly CheckpointRepository _repository;
         private readonly CheckpointCatalog? _catalog;
-        private readonly IHypervisor _hypervisor;
+        private readonly ICheckpointSource _source;
         private readonly IJobReporter _reporter;
 
-        public VmCheckpointJob(CheckpointRepository repository, CheckpointCatalog? catalog, IHypervisor hypervisor, IJobReporter? reporter = null)
+        public VmCheckpointJob(CheckpointRepository repository, CheckpointCatalog? catalog, ICheckpointSource source, IJobReporter? reporter = null)
         {
             _repository = repository;
             _catalog = catalog;
-            _hypervisor = hypervisor;
+            _source = source;
             _reporter = reporter ?? NullJobReporter.Instance;
         }
 
         public CheckpointManifest Run(string vmName, CheckpointPlan plan, CancellationToken cancellationToken = default)
         {
+            if (string.IsNullOrWhiteSpace(vmName)) throw new ArgumentException("A checkpoint needs a VM name.");
+            VmNames.Validate(vmName);
             var job = new CheckpointJob(_repository, _catalog, _reporter);
-            var parent = job.FindParent(vmName);
-            if (parent != null && parent.Hypervisor == _hypervisor.Name)
+            IVmCheckpointSession? session = null;
+            var manifest = JobLog.Run(_catalog, "Checkpoint", vmName, _repository, _ =>
             {
-                plan.ParentTrackingId ??= parent.ChangeTrackingId;
-                var files = new System.Collections.Generic.Dictionary<string, string>(StringComparer.Ordinal);
-                foreach (var d in parent.Disks) files[d.Name] = d.SourcePath;
-                plan.ParentDiskFiles = files;
-            }
-            IVmCheckpointSession session;
-            try
-            {
+                var parent = job.FindParent(vmName);
+                plan.BlockSize = _repository.BlockSize;
+                if (parent != null && parent.Hypervisor == _source.Name)
+                {
+                    plan.ParentTrackingId ??= parent.ChangeTrackingId;
+                    var files = new Dictionary<string, string>(StringComparer.Ordinal);
+                    foreach (var d in parent.Disks) files[d.Name] = d.SourcePath;
+                    plan.ParentDiskFiles = files;
+                }
                 _reporter.Progress("Checkpointing", $"{vmName}: taking a point-in-time view", 0);
-                session = _hypervisor.BeginCheckpoint(vmName, plan, _reporter);
-            }
-            catch (Exception e)
-            {
-                if (_catalog != null) _catalog.FinishJob(_catalog.StartJob("Checkpoint", vmName, _repository), JobResult.Failed, e.Message);
-                throw;
-            }
+                session = _source.BeginCheckpoint(vmName, plan, _reporter);
+                try
+                {
+                    if (session.Note != null) _reporter.Verbose(session.Note);
+                    var request = new CheckpointRequest(session.VmName, session.Disks)
+                    {
+                        Hypervisor = session.Hypervisor,
+                        Host = session.Host,
+                        VmId = session.VmId,
+                        Configuration = session.Configuration,
+                        Note = session.Note,
+                        ChangesSince = parent?.Id,
+                        ChangeTrackingId = session.NewTrackingId,
+                        SealChangeTracking = session.Seal,
+                        Memory = session.Memory,
+                        PauseSeconds = session.PauseSeconds,
+                    };
+                    return job.Store(request, cancellationToken);
+                }
+                catch
+                {
+                    // Abandoned before anything else is logged: the source's clean-up runs first.
+                    session.Dispose();
+                    session = null;
+                    throw;
+                }
+            }, m => m.Note, m => m.Id);
             using (session)
             {
-                if (session.Note != null) _reporter.Verbose(session.Note);
-                var request = new CheckpointRequest(session.VmName, session.Disks)
-                {
-                    Hypervisor = session.Hypervisor,
-                    Host = session.Host,
-                    VmId = session.VmId,
-                    Configuration = session.Configuration,
-                    Note = session.Note,
-                    ChangesSince = parent?.Id,
-                    ChangeTrackingId = session.NewTrackingId,
-                    SealChangeTracking = session.Seal,
-                    Memory = session.Memory,
-                    PauseSeconds = session.PauseSeconds,
-                };
-                var manifest = job.Run(request, cancellationToken);
-                session.Commit();
-                return manifest;
+                // The checkpoint is stored and logged; the new change-tracking reference now replaces the old one.
+                session!.Commit();
             }
+            return manifest;
         }
     }
 }

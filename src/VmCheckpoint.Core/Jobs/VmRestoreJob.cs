@@ -1,11 +1,12 @@
-using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using System;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.Core.Jobs
@@ -52,6 +53,7 @@ namespace VmCheckpoint.Core.Jobs
             if (!disks.Force && _hypervisor.VmExists(name))
                 throw new TargetExistsException($"VM '{name}' on {_hypervisor.Host}");
             disks.IncludeMemory = resumeMemory;
+            disks.Format ??= _hypervisor.PreferredDiskFormat;
             var restored = new RestoreJob(_repository, _catalog, _reporter).Run(disks, cancellationToken);
             try
             {

@@ -53,7 +53,6 @@ namespace VmCheckpoint.Core.Repository
     public sealed class CheckpointManifest
     {
         public const int CurrentFormat = 1;
-        private const int MaxNameLength = 255;
 
         public string Id { get; internal set; } = "";
         public string VmName { get; set; } = "";
@@ -83,13 +82,8 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>The disks and, when taken, the memory state: everything whose blocks the checkpoint uses.</summary>
         public IEnumerable<DiskManifest> AllBlockLists => Memory is null ? Disks : Disks.Concat(new[] { Memory });
 
-        /// <summary>Checks a name that will become part of a file name on restore.</summary>
-        public static void ValidateDiskName(string name, string source)
-        {
-            if (string.IsNullOrEmpty(name) || name.Length > MaxNameLength || name == "." || name == ".." ||
-                name.IndexOfAny(new[] { '/', '\\', ':', '\0' }) >= 0 || name.Any(char.IsControl))
-                throw new InvalidDataException($"{source}: '{name}' is not a usable disk name.");
-        }
+        /// <summary>Checks a name that will become part of a file name on restore (Disks/DiskNames.cs).</summary>
+        public static void ValidateDiskName(string name, string source) => DiskNames.Validate(name, source);
 
         internal byte[] Serialize()
         {
@@ -139,7 +133,7 @@ namespace VmCheckpoint.Core.Repository
         {
             if (d is null) throw new InvalidDataException($"{source}: a disk entry is not an object.");
             string name = RequireString(d, "name", source);
-            ValidateDiskName(name, source);
+            DiskNames.ValidateStored(name, source);
             long size = d["virtualSize"].AsInt64;
             if (size <= 0 || size > (1L << 56)) throw new InvalidDataException($"{source}: disk '{name}' has size {size}.");
             if (!Enum.TryParse<DiskFormat>(RequireString(d, "sourceFormat", source), true, out var fmt))

@@ -1,12 +1,13 @@
-using System;
 using System.Collections.Generic;
 using System.Linq;
 using System.Threading;
+using System;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Health;
-using VmCheckpoint.Core.Hypervisors;
 using VmCheckpoint.Core.Hypervisors.Libvirt;
+using VmCheckpoint.Core.Hypervisors;
 using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.Core.Scheduling
@@ -27,15 +28,15 @@ namespace VmCheckpoint.Core.Scheduling
         private readonly ScheduleStore _store;
         private readonly CheckpointCatalog _catalog;
         private readonly IJobReporter _reporter;
-        private readonly Func<ScheduleDefinition, string?, IHypervisor> _connect;
+        private readonly HypervisorConnector _connector;
 
-        /// <param name="connect">Connects to a host of the schedule's hypervisor (null location: its default host); libvirt when not given.</param>
-        public ScheduledRun(ScheduleStore store, CheckpointCatalog catalog, IJobReporter? reporter = null, Func<ScheduleDefinition, string?, IHypervisor>? connect = null)
+        /// <param name="connector">Connects to a host of the schedule's hypervisor; libvirt only when not given.</param>
+        public ScheduledRun(ScheduleStore store, CheckpointCatalog catalog, IJobReporter? reporter = null, HypervisorConnector? connector = null)
         {
             _store = store;
             _catalog = catalog;
             _reporter = reporter ?? NullJobReporter.Instance;
-            _connect = connect ?? ((_, location) => new LibvirtHypervisor(location));
+            _connector = connector ?? new HypervisorConnector();
         }
 
         public List<object> Execute(ScheduleDefinition schedule, CancellationToken cancellationToken)
@@ -55,15 +56,14 @@ namespace VmCheckpoint.Core.Scheduling
                 var policy = new HealthPolicy { TargetUri = schedule.TargetConnectionUri };
                 if (schedule.Action != null) policy.Action = (RecoveryAction)Enum.Parse(typeof(RecoveryAction), schedule.Action, true);
                 string here = schedule.HostLocation ?? (schedule.IsHyperV ? "" : LibvirtConnection.DefaultUri);
-                var watcher = new HealthWatcher(repository, _catalog, where => _connect(schedule, where.Length == 0 ? null : where), here, policy, _reporter);
+                var watcher = new HealthWatcher(repository, _catalog, where => _connector.Connect(schedule.Hypervisor, where), here, policy, _reporter);
                 output.AddRange(watcher.CheckOnce(schedule.VmNames.Count == 0 ? null : schedule.VmNames, cancellationToken));
                 return output;
             }
             var failures = new List<string>();
-            using (var hypervisor = _connect(schedule, schedule.HostLocation))
+            using (var hypervisor = _connector.Connect(schedule.Hypervisor, schedule.HostLocation))
             {
-                var all = hypervisor.ListVms();
-                var names = schedule.VmNames.SelectMany(n => n.IndexOfAny(new[] { '*', '?' }) >= 0 ? all.Where(v => Like(v, n)) : new[] { n }).Distinct().ToList();
+                var names = VmNamePattern.Expand(schedule.VmNames, hypervisor.ListVms);
                 foreach (var vm in names)
                 {
                     try
@@ -85,12 +85,6 @@ namespace VmCheckpoint.Core.Scheduling
             }
             if (failures.Count > 0) throw new InvalidOperationException($"Schedule '{schedule.Name}': {failures.Count} VMs failed: {string.Join("; ", failures)}");
             return output;
-        }
-
-        private static bool Like(string value, string pattern)
-        {
-            var regex = "^" + System.Text.RegularExpressions.Regex.Escape(pattern).Replace("\\*", ".*").Replace("\\?", ".") + "$";
-            return System.Text.RegularExpressions.Regex.IsMatch(value, regex, System.Text.RegularExpressions.RegexOptions.IgnoreCase);
         }
     }
 }

@@ -14,6 +14,8 @@ namespace VmCheckpoint.Core.Scheduling
         string Name { get; }
         /// <summary>The files this registration writes, without writing them.</summary>
         IReadOnlyList<string> Plan(ScheduleDefinition schedule);
+        /// <summary>What registering would do, in the scheduler's own terms (for -Verbose and -WhatIf).</summary>
+        string Explain(ScheduleDefinition schedule);
         void Register(ScheduleDefinition schedule);
         void Unregister(ScheduleDefinition schedule);
     }
@@ -75,6 +77,8 @@ namespace VmCheckpoint.Core.Scheduling
         public SystemdScheduler(ScheduleStore store) { _store = store; }
 
         public string Name => "Systemd";
+
+        public string Explain(ScheduleDefinition s) => $"a systemd timer every {s.Interval} and its service: {string.Join(", ", Plan(s))}";
         private string UnitFolder => Path.Combine(_store.Root, "etc", "systemd", "system");
         private string Unit(ScheduleDefinition s) => "vmcheckpoint-" + s.Name;
 
@@ -142,9 +146,15 @@ namespace VmCheckpoint.Core.Scheduling
         public CronScheduler(ScheduleStore store) { _store = store; }
 
         public string Name => "Cron";
+
+        public string Explain(ScheduleDefinition s) => $"the cron file {string.Join(", ", Plan(s))}: {TimeFields(s.Interval)} root {s.CommandLine}";
         private string CronFolder => Path.Combine(_store.Root, "etc", "cron.d");
 
-        public IReadOnlyList<string> Plan(ScheduleDefinition s) => new[] { Path.Combine(CronFolder, "vmcheckpoint-" + s.Name) };
+        public IReadOnlyList<string> Plan(ScheduleDefinition s)
+        {
+            if (s.Kind == ScheduleKind.Checkpoint) TimeFields(s.Interval); // an interval cron cannot express fails before anything is written
+            return new[] { Path.Combine(CronFolder, "vmcheckpoint-" + s.Name) };
+        }
 
         /// <summary>The cron time fields for an interval: every N minutes (N dividing 60), every N hours (dividing 24), or daily.</summary>
         public static string TimeFields(TimeSpan interval)

@@ -1,4 +1,5 @@
 using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Hypervisors.ImageFiles;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Repository;
 using VmCheckpoint.Core.Tests.Disks;
@@ -254,7 +255,7 @@ public sealed class CheckpointJobTests
         CheckpointManifest RunOn(string vm, string image)
         {
             var repository = CheckpointRepository.Open(t.Repository.Path);
-            var disks = CheckpointJob.OpenDiskFiles(new[] { image });
+            var disks = ImageFileSource.OpenDiskFiles(new[] { image });
             try
             {
                 start.SignalAndWait();

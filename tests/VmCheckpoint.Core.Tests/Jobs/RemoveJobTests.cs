@@ -1,4 +1,5 @@
 using System.Text;
+using VmCheckpoint.Core.Hypervisors.ImageFiles;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Repository;
 using VmCheckpoint.Core.Tests.Repository;
@@ -124,7 +125,7 @@ public sealed class RemoveJobTests
         string forgotten = t.Layout.LockPath("ffeeddccbbaa99887766554433221100");
         File.WriteAllText(forgotten, $"{{\"kind\":\"shared\",\"host\":\"elsewhere\",\"pid\":1,\"time\":\"{DateTime.UtcNow.AddHours(-2):o}\"}}");
 
-        var disks = CheckpointJob.OpenDiskFiles(new[] { t.File("b.raw") });
+        var disks = ImageFileSource.OpenDiskFiles(new[] { t.File("b.raw") });
         var m = new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("vm-b", disks) { LockWait = TimeSpan.Zero });
         disks[0].Image.Dispose();
         Assert.Equal(s.B2.Id, m.ParentId);
@@ -145,7 +146,7 @@ public sealed class RemoveJobTests
         var t = s.T;
         using (RepositoryLock.Acquire(t.Layout, LockKind.Exclusive, TimeSpan.Zero, CancellationToken.None))
         {
-            var disks = CheckpointJob.OpenDiskFiles(new[] { t.File("b.raw") });
+            var disks = ImageFileSource.OpenDiskFiles(new[] { t.File("b.raw") });
             Assert.Throws<RepositoryLockedException>(() =>
                 new CheckpointJob(t.Repository, null).Run(new CheckpointRequest("vm-b", disks) { LockWait = TimeSpan.FromMilliseconds(50) }));
             disks[0].Image.Dispose();

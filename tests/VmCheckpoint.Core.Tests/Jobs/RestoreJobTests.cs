@@ -1,5 +1,6 @@
 using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 using VmCheckpoint.Core.Tests.Repository;
 using Xunit;

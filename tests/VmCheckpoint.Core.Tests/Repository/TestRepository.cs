@@ -1,9 +1,10 @@
-using Xunit;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Hypervisors.ImageFiles;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Repository;
 using VmCheckpoint.Core.Tests.Disks;
+using Xunit;
 
 namespace VmCheckpoint.Core.Tests.Repository;
 
@@ -29,7 +30,7 @@ internal sealed class TestRepository : IDisposable
 
     public CheckpointManifest Checkpoint(string vmName, CheckpointCatalog? catalog, params string[] images)
     {
-        var disks = CheckpointJob.OpenDiskFiles(images);
+        var disks = ImageFileSource.OpenDiskFiles(images);
         try
         {
             return new CheckpointJob(Repository, catalog).Run(new CheckpointRequest(vmName, disks));

@@ -1,12 +1,11 @@
-using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Text.RegularExpressions;
+using System;
 using VmCheckpoint.Core.Disks;
-using VmCheckpoint.Core.Jobs;
-using VmCheckpoint.Core.Repository;
+using VmCheckpoint.Core.Reporting;
 
 namespace VmCheckpoint.Core.Hypervisors.HyperV
 {
@@ -76,7 +75,7 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
         internal static string DiskName(string path)
         {
             var name = ChildSuffix.Replace(Path.GetFileNameWithoutExtension(path.Replace('\\', '/').Split('/').Last()), "");
-            CheckpointManifest.ValidateDiskName(name, path);
+            DiskNames.Validate(name, path);
             return name;
         }
 

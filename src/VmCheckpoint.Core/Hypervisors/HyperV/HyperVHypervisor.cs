@@ -1,9 +1,9 @@
-using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Linq;
+using System;
 using VmCheckpoint.Core.Disks;
-using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Reporting;
 
 namespace VmCheckpoint.Core.Hypervisors.HyperV
 {

@@ -1,13 +1,13 @@
-using System;
 using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Runtime.InteropServices;
 using System.Text;
+using System;
 using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Hypervisors.Nbd;
-using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Reporting;
 
 namespace VmCheckpoint.Core.Hypervisors.Libvirt
 {

@@ -124,7 +124,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
     }
 
     /// <summary>An error libvirt reported, with libvirt's own code (virErrorNumber) and message.</summary>
-    public sealed class LibvirtException : Exception
+    public sealed class LibvirtException : HypervisorException
     {
         public LibvirtException(string message, int code, int domain) : base(message)
         {

@@ -1,4 +1,4 @@
-namespace VmCheckpoint.Core.Jobs
+namespace VmCheckpoint.Core.Reporting
 {
     /// <summary>How a long-running job tells its caller what it is doing. Called from any thread.</summary>
     public interface IJobReporter

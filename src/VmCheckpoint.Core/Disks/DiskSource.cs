@@ -1,7 +1,6 @@
 using System.Collections.Generic;
-using VmCheckpoint.Core.Disks;
 
-namespace VmCheckpoint.Core.Jobs
+namespace VmCheckpoint.Core.Disks
 {
     /// <summary>
     /// A disk to checkpoint: a readable point-in-time view and, when the hypervisor tracks changes, the ranges

@@ -1,6 +1,8 @@
 using System.Security.Cryptography;
 using System.Text.Json;
 using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Hypervisors.ImageFiles;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Repository;
 using VmCheckpoint.Core.Tests.Disks;
@@ -13,7 +15,7 @@ namespace VmCheckpoint.Core.Tests.Jobs;
 /// Checkpoints of qcow2 files with change tracking: qemu-img adds a persistent bitmap, qemu-io's writes land in it as
 /// a guest's would, and the next checkpoint reads only those blocks, yet restores equal to the file (qemu-img compare).
 /// </summary>
-public sealed class ImageFileCheckpointJobTests
+public sealed class ImageFileSessionTests
 {
     private const long KiB = 1024, MiB = 1024 * KiB;
     private const long Block = TestRepository.BlockSize;
@@ -26,8 +28,23 @@ public sealed class ImageFileCheckpointJobTests
         return path;
     }
 
+    /// <summary>How a test checkpoints files: read everything, or keep change tracking off.</summary>
+    private sealed class ImageFilePlan
+    {
+        public bool Full { get; init; }
+        public bool ChangeTracking { get; init; } = true;
+    }
+
+    /// <summary>Image files checkpointed as the module does: an <see cref="ImageFileSource"/> through <see cref="VmCheckpointJob"/>.</summary>
+    private static CheckpointManifest Checkpoint(TestRepository t, string vm, string[] paths, ImageFilePlan? plan = null, CancellationToken token = default)
+    {
+        plan ??= new ImageFilePlan();
+        var source = new ImageFileSource(paths, new ImageFileOptions { ChangeTracking = plan.ChangeTracking });
+        return new VmCheckpointJob(t.Repository, null, source).Run(vm, new CheckpointPlan { Full = plan.Full }, token);
+    }
+
     private static CheckpointManifest Run(TestRepository t, string path, ImageFilePlan? plan = null, CancellationToken token = default, string vm = "vm") =>
-        new ImageFileCheckpointJob(t.Repository, null).Run(vm, new[] { path }, plan ?? new ImageFilePlan(), token);
+        Checkpoint(t, vm, new[] { path }, plan, token);
 
     private static List<string> Bitmaps(string path)
     {
@@ -38,7 +55,7 @@ public sealed class ImageFileCheckpointJobTests
     }
 
     /// <summary>The bitmap a checkpoint left in a disk's file.</summary>
-    private static string BitmapOf(CheckpointManifest m, string disk = "vda") => ImageFileCheckpointJob.DiskBitmap(m.ChangeTrackingId!, disk);
+    private static string BitmapOf(CheckpointManifest m, string disk = "vda") => ImageFileSource.DiskBitmap(m.ChangeTrackingId!, disk);
 
     private static void AssertRestoresEqual(TestRepository t, CheckpointManifest m, string copy)
     {
@@ -62,7 +79,7 @@ public sealed class ImageFileCheckpointJobTests
         var m1 = Run(t, path);
         Assert.Equal(4 * MiB, m1.Statistics.ReadBytes);
         Assert.Equal(new[] { BitmapOf(m1) }, Bitmaps(path));
-        Assert.StartsWith(ImageFileCheckpointJob.VmPrefix("vm"), m1.ChangeTrackingId);
+        Assert.StartsWith(ImageFileSource.VmPrefix("vm"), m1.ChangeTrackingId);
         string copy1 = Snapshot(t, path, "1");
 
         Qemu.Io(path, "qcow2", "write -P 0x51 1M 4k", "write -P 0x52 20M 100k", "write -z 8M 64k");
@@ -107,7 +124,7 @@ public sealed class ImageFileCheckpointJobTests
         string path = NewImage(t);
         var m1 = Run(t, path);
         // What a run killed between adding its bitmap and storing its manifest leaves behind.
-        Qemu.Img("bitmap", "--add", "-f", "qcow2", path, ImageFileCheckpointJob.DiskBitmap(ImageFileCheckpointJob.VmPrefix("vm") + "0123456789abcdef", "vda"));
+        Qemu.Img("bitmap", "--add", "-f", "qcow2", path, ImageFileSource.DiskBitmap(ImageFileSource.VmPrefix("vm") + "0123456789abcdef", "vda"));
         Qemu.Img("bitmap", "--add", "-f", "qcow2", path, "someone-elses");
         Qemu.Io(path, "qcow2", "write -P 0x71 5M 64k");
 
@@ -164,13 +181,12 @@ public sealed class ImageFileCheckpointJobTests
         string vdb = t.File("vdb.qcow2");
         Qemu.CreateQcow2(vdb, "", "32M");
         Qemu.Io(vdb, "qcow2", "write -P 0x61 4M 1M");
-        var job = new ImageFileCheckpointJob(t.Repository, null);
-        job.Run("two", new[] { vda, vdb }, new ImageFilePlan());
+        Checkpoint(t, "two", new[] { vda, vdb });
         File.Copy(vdb, vda, overwrite: true);
         Qemu.Io(vdb, "qcow2", "write -P 0x62 4M 64k");
         string copyA = Snapshot(t, vda, "a"), copyB = Snapshot(t, vdb, "b");
 
-        var m2 = job.Run("two", new[] { vda, vdb }, new ImageFilePlan());
+        var m2 = Checkpoint(t, "two", new[] { vda, vdb });
 
         Assert.Equal(MiB + Block, m2.Statistics.ReadBytes);   // vda: all its (1 MiB of) data; vdb: the one block written
         Assert.Contains("vda: every data block is read", m2.Note);
@@ -312,7 +328,7 @@ public sealed class ImageFileCheckpointJobTests
         byte[] goodBefore = SHA256.HashData(File.ReadAllBytes(good));
 
         Assert.Throws<CorruptImageException>(() =>
-            new ImageFileCheckpointJob(t.Repository, null).Run("vm", new[] { good, bad }, new ImageFilePlan()));
+            Checkpoint(t, "vm", new[] { good, bad }));
 
         Assert.Equal(goodBefore, SHA256.HashData(File.ReadAllBytes(good)));
         Assert.Empty(t.Repository.ListCheckpoints("vm"));
