@@ -185,10 +185,11 @@ namespace VmCheckpoint.PowerShell
                 object target = e switch
                 {
                     Core.Disks.CorruptImageException c => c.ImagePath,
+                    Core.Disks.DiskInUseException u => u.ImagePath,
                     System.IO.FileNotFoundException f when f.FileName != null => f.FileName,
                     _ => name,
                 };
-                bool opening = e is Core.Disks.CorruptImageException || e is System.IO.FileNotFoundException || e is System.IO.InvalidDataException;
+                bool opening = e is Core.Disks.CorruptImageException || e is Core.Disks.DiskInUseException || e is System.IO.FileNotFoundException || e is System.IO.InvalidDataException;
                 ThrowTerminatingError(ToErrorRecord(e, opening ? "OpenDisk" : "Checkpoint", target));
             }
         }

@@ -199,6 +199,47 @@ Describe 'Live checkpoints: two disks, names, errors' {
     }
 }
 
+Describe 'Disks a running VM holds' {
+    BeforeAll {
+        $script:heldDisk = New-Disk 'held.qcow2'
+        $script:heldVm = New-Vm 'held' $heldDisk
+    }
+
+    It 'refuses -DiskPath on a running VM''s disk with ResourceBusy naming the VM, storing and writing nothing' {
+        $before = (Get-FileHash $heldDisk).Hash
+        $count = @(Get-VmCheckpoint -Repository $repo).Count
+        $e = { Invoke-VmCheckpoint -Name offline-copy -DiskPath $heldDisk -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'ResourceBusy'
+        $e.FullyQualifiedErrorId | Should -BeLike 'OpenDisk.DiskInUse*'
+        $e.Exception.Message | Should -BeLike "*'$heldVm'*Invoke-VmCheckpoint -Name*"
+        $e.TargetObject | Should -Be $heldDisk
+        @(Get-VmCheckpoint -Repository $repo).Count | Should -Be $count
+        (& qemu-img info -U --output=json $heldDisk | ConvertFrom-Json).'format-specific'.data.bitmaps | Should -BeNullOrEmpty
+        Copy-VmDisk -Name $heldVm -Source $heldDisk -Destination (Join-Path $work 'held-copy.qcow2')
+        Get-DomState $heldVm | Should -Match 'running'
+    }
+
+    It 'never restores over a disk a running VM holds, even with -Force' {
+        # A checkpoint whose disk is named as the running VM's file (held), restored into that file's folder.
+        $copyFolder = New-Item -ItemType Directory -Path (Join-Path $work 'held-copy-folder') -Force
+        Copy-VmDisk -Name $heldVm -Source $heldDisk -Destination (Join-Path $copyFolder 'held.qcow2')
+        $c = Invoke-VmCheckpoint -Name held-offline -DiskPath (Join-Path $copyFolder 'held.qcow2') -NoChangeTracking -Repository $repo
+        $c.Disks.Name | Should -Be 'held'
+        $folder = Split-Path $heldDisk
+        Write-VmDisk -Name $heldVm -Offset 30MB -Seed 303
+        Copy-VmDisk -Name $heldVm -Source $heldDisk -Destination (Join-Path $work 'held-now.qcow2')
+        $e = { Restore-VmCheckpoint -Name held-offline -Destination $folder -DiskFormat qcow2 -Force -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
+        $e.CategoryInfo.Category | Should -Be 'ResourceBusy'
+        $e.Exception.Message | Should -BeLike "*$heldDisk*'$heldVm'*"
+        Test-Path $heldDisk | Should -BeTrue
+        @(Get-ChildItem $folder -Filter 'vmcheckpoint-restore-*').Count | Should -Be 0
+        @(Get-ChildItem $folder -Filter 'held.qcow2.replaced-*').Count | Should -Be 0
+        & qemu-img compare -U (Join-Path $work 'held-now.qcow2') $heldDisk | Out-Null
+        $LASTEXITCODE | Should -Be 0 -Because 'the running VM''s disk is untouched'
+        Get-DomState $heldVm | Should -Match 'running'
+    }
+}
+
 Describe 'Restore-VmCheckpoint of a libvirt VM, here and on another host' {
     BeforeAll {
         $script:mdisk = New-Disk 'mem.qcow2'

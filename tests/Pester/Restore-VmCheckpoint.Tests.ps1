@@ -68,9 +68,14 @@ Describe 'Restore-VmCheckpoint' {
         $e = { Restore-VmCheckpoint -Name db -Destination $dest -DiskName sys -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
         $e.CategoryInfo.Category | Should -Be 'ResourceExists'
         Test-SameImage (Join-Path $work 'sys-at-first.qcow2') (Join-Path $dest 'sys.qcow2') | Should -BeTrue
-        Restore-VmCheckpoint -Name db -Destination $dest -DiskName sys -Repository $repo -Force | Out-Null
+        Restore-VmCheckpoint -Name db -Destination $dest -DiskName sys -Repository $repo -Force -WarningVariable warned 3>$null | Out-Null
         Test-SameImage $sys (Join-Path $dest 'sys.qcow2') | Should -BeTrue
         @(Get-ChildItem $dest -Filter '*.partial*').Count | Should -Be 0
+        # The file replaced is kept beside it, never deleted, and the warning says where.
+        $kept = @(Get-ChildItem $dest -Filter 'sys.qcow2.replaced-*')
+        $kept.Count | Should -Be 1
+        Test-SameImage (Join-Path $work 'sys-at-first.qcow2') $kept[0].FullName | Should -BeTrue
+        "$warned" | Should -BeLike "*$($kept[0].Name)*"
     }
 
     It 'writes nothing with -WhatIf' {

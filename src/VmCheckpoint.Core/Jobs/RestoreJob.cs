@@ -82,11 +82,12 @@ namespace VmCheckpoint.Core.Jobs
                 using var repositoryLock = _repository.Lock(LockKind.Shared, request.LockWait, cancellationToken);
                 var disks = SelectDisks(manifest, request);
                 var targets = disks.Select(d => TargetPath(request, d)).ToList();
-                if (!request.Force)
+                var memoryTarget = Path.Combine(Path.GetFullPath(request.Destination), "memory.save");
+                // Refused before anything is written: a file a running VM holds, -Force or not; an existing one without -Force.
+                foreach (var target in request.IncludeMemory ? targets.Concat(new[] { memoryTarget }) : targets)
                 {
-                    var existing = targets.FirstOrDefault(File.Exists);
-                    if (existing != null)
-                        throw new TargetExistsException(existing);
+                    EnsureNotHeld(target);
+                    if (!request.Force && File.Exists(target)) throw new TargetExistsException(target);
                 }
                 Directory.CreateDirectory(request.Destination);
                 using var store = _repository.OpenStore(cancellationToken);
@@ -101,7 +102,6 @@ namespace VmCheckpoint.Core.Jobs
                 if (request.IncludeMemory)
                 {
                     if (manifest.Memory is null) throw new InvalidOperationException($"Checkpoint {manifest.Id} of '{manifest.VmName}' holds no memory state (take checkpoints with -IncludeMemory).");
-                    var memoryTarget = Path.Combine(Path.GetFullPath(request.Destination), "memory.save");
                     var raw = new RestoreRequest(request.Checkpoint, request.Destination) { Format = DiskFormat.Raw, Force = request.Force };
                     if (!request.Force && File.Exists(memoryTarget)) throw new TargetExistsException(memoryTarget);
                     restored.Add(RestoreDisk(store, manifest, manifest.Memory, memoryTarget, raw, $"{manifest.VmName} {manifest.Id}: memory state", cancellationToken));
@@ -169,12 +169,7 @@ namespace VmCheckpoint.Core.Jobs
                     }
                     writer.Complete();
                 }
-                if (File.Exists(target))
-                {
-                    if (!request.Force) throw new TargetExistsException(target);
-                    File.Delete(target);
-                }
-                File.Move(temporary, target);
+                PutInPlace(temporary, target, request);
                 _reporter.Verbose($"Restored disk {disk.Name} to {target}, a differencing VHDX on {parentPath} holding {data} bytes.");
                 return new RestoredDisk { Name = disk.Name, Path = target, Format = DiskFormat.Vhdx, VirtualSize = disk.VirtualSize, DataBytes = data };
             }
@@ -184,6 +179,28 @@ namespace VmCheckpoint.Core.Jobs
                 throw;
             }
         }
+
+        /// <summary>
+        /// Renames a written and flushed temporary file to its target. An existing target (only with -Force) is never
+        /// deleted: it is renamed beside it, and the warning says where. A file a running VM holds is never replaced.
+        /// </summary>
+        private void PutInPlace(string temporary, string target, RestoreRequest request)
+        {
+            EnsureNotHeld(target);
+            if (File.Exists(target))
+            {
+                if (!request.Force) throw new TargetExistsException(target);
+                string kept = target + ".replaced-" + DateTime.UtcNow.ToString("yyyyMMdd'T'HHmmss'Z'", System.Globalization.CultureInfo.InvariantCulture);
+                File.Move(target, kept);
+                _reporter.Warning($"{target} existed: it is kept as {kept} (delete it once the restored disk is good).");
+            }
+            File.Move(temporary, target);
+        }
+
+        private static void EnsureNotHeld(string target) =>
+            FileUsers.EnsureNotInUse(target, writersOnly: false, user =>
+                $"{target} is held by {user}: a restore never replaces a file that a running VM holds, with -Force or without. " +
+                (user.VmName != null ? $"Stop '{user.VmName}' first, or restore into another folder." : "Close it first, or restore into another folder."));
 
         private static List<DiskManifest> SelectDisks(CheckpointManifest manifest, RestoreRequest request)
         {
@@ -221,12 +238,7 @@ namespace VmCheckpoint.Core.Jobs
                     data = WriteBlocks(store, disk, manifest.BlockSize, writer, status, cancellationToken);
                     writer.Complete();
                 }
-                if (File.Exists(target))
-                {
-                    if (!request.Force) throw new TargetExistsException(target);
-                    File.Delete(target);
-                }
-                File.Move(temporary, target);
+                PutInPlace(temporary, target, request);
                 _reporter.Verbose($"Restored disk {disk.Name} to {target} ({data} bytes of data).");
                 return new RestoredDisk { Name = disk.Name, Path = target, Format = format, VirtualSize = virtualSize, DataBytes = data };
             }

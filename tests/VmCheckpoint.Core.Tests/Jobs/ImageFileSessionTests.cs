@@ -164,7 +164,7 @@ public sealed class ImageFileSessionTests
         var m1 = Run(t, path);
         Qemu.Io(path, "qcow2", "write -P 0x55 0 64k");
         var revert = Qemu.Run("qemu-img", "snapshot", "-a", "before", path);
-        Assert.NotEqual(0, revert.ExitCode);
+        Assert.True(revert.ExitCode != 0, $"the revert went through: no bitmap was kept ({m1.ChangeTrackingId}; {m1.Note})");
         Assert.Contains("dirty bitmap", revert.Stderr);
         string copy = Snapshot(t, path, "2");
         var m2 = Run(t, path);
@@ -335,9 +335,9 @@ public sealed class ImageFileSessionTests
     }
 
     [Fact]
-    public void AnImageAVmHoldsOpenIsCheckpointedWithoutABitmap()
+    public void AnImageAProgramHoldsOpenForWritingIsRefusedAndLeftAlone()
     {
-        // qemu-img takes qemu's image lock: while another qemu process holds the image for writing it refuses.
+        // A file being written is not a stopped disk: it is refused (ResourceBusy) before anything is written anywhere.
         using var t = new TestRepository();
         string path = NewImage(t);
         using var holder = System.Diagnostics.Process.Start(new System.Diagnostics.ProcessStartInfo("qemu-io", $"-f qcow2 {path}")
@@ -351,9 +351,13 @@ public sealed class ImageFileSessionTests
             holder.StandardInput.WriteLine("write -P 0x33 0 4k");
             holder.StandardInput.Flush();
             WaitForLock(path);
-            var m = Run(t, path);
-            Assert.Null(m.ChangeTrackingId);
-            Assert.Contains("could not add a bitmap", m.Note);
+            var e = Assert.Throws<DiskInUseException>(() => Run(t, path));
+            Assert.Equal(holder.Id, e.User.ProcessId);
+            Assert.True(e.User.Writing);
+            Assert.Contains(path, e.Message);
+            Assert.Contains("qemu-io", e.Message);
+            Assert.Empty(t.Repository.ListCheckpoints());
+            Assert.Empty(Bitmaps(path));
         }
         finally
         {

@@ -1,5 +1,6 @@
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Scheduling;
 using VmCheckpoint.Core.Tests.Fakes;
 using VmCheckpoint.Core.Tests.Repository;
@@ -60,8 +61,8 @@ public sealed class ScheduledRunTests : IDisposable
     public void AppliesRetentionToTheScheduledVmsOnly()
     {
         var schedule = Schedule("web01");
-        new Jobs.VmCheckpointJob(_t.Repository, _catalog, _host).Run("db01", new CheckpointPlan());
-        new Jobs.VmCheckpointJob(_t.Repository, _catalog, _host).Run("db01", new CheckpointPlan());
+        new VmCheckpointJob(_t.Repository, _catalog, _host).Run("db01", new CheckpointPlan());
+        new VmCheckpointJob(_t.Repository, _catalog, _host).Run("db01", new CheckpointPlan());
         schedule.KeepLast = 1;
         Run().Execute(schedule, CancellationToken.None);
         Run().Execute(schedule, CancellationToken.None);
