@@ -132,7 +132,7 @@ function Get-TrxCounts([string] $Path) {
 function Invoke-Xunit([string] $Results) {
     Write-Host '== xunit (VmCheckpoint.Core) =='
     & dotnet test (Join-Path $Root 'tests/VmCheckpoint.Core.Tests/VmCheckpoint.Core.Tests.csproj') -c $Configuration --nologo `
-        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=minimal' --results-directory $Results
+        --logger 'trx;LogFileName=xunit.trx' --logger 'console;verbosity=minimal' --results-directory $Results | Out-Host
     $xunitExit = $LASTEXITCODE
     $trx = Join-Path $Results 'xunit.trx'
     $xunit = if (Test-Path $trx) { Get-TrxCounts $trx } else { [pscustomobject]@{ Passed = 0; Failed = 1; Skipped = 0 } }

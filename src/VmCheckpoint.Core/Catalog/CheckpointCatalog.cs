@@ -80,8 +80,10 @@ namespace VmCheckpoint.Core.Catalog
                     AddCheckpoint(repository, repository.ReadCheckpoint(file));
                     result.Added++;
                 }
-                catch (Exception e) when (e is InvalidDataException || e is IOException || e is KeyNotFoundException)
+                catch (Exception e) when (e is InvalidDataException || e is IOException || e is KeyNotFoundException || e is LiteException)
                 {
+                    // One manifest the catalog cannot read or index (a name past LiteDB's key limit, written by an older
+                    // version) is skipped and reported: it never stops the others, nor any later run.
                     result.Unreadable.Add($"{file.Path}: {e.Message}");
                 }
             }

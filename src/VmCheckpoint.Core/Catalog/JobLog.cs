@@ -20,7 +20,9 @@ namespace VmCheckpoint.Core.Catalog
                 if (job != null)
                 {
                     bool cancelled = e is OperationCanceledException;
-                    catalog!.FinishJob(job, cancelled ? JobResult.Cancelled : JobResult.Failed, cancelled ? "Cancelled." : e.Message);
+                    // The job's own error is what the caller must see: a catalog that cannot log it does not replace it.
+                    try { catalog!.FinishJob(job, cancelled ? JobResult.Cancelled : JobResult.Failed, cancelled ? "Cancelled." : e.Message); }
+                    catch (Exception logError) { e.Data["VmCheckpoint.JobLogError"] = logError.Message; }
                 }
                 throw;
             }

@@ -6,6 +6,7 @@ using System.Threading;
 using System;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Hypervisors;
 using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
@@ -73,6 +74,7 @@ namespace VmCheckpoint.Core.Jobs
         /// <summary>Stores the checkpoint and indexes it, without a line in the job log (the caller's job has it).</summary>
         internal CheckpointManifest Store(CheckpointRequest request, CancellationToken cancellationToken)
         {
+            VmNames.Validate(request.VmName);
             if (request.Disks.Count == 0) throw new ArgumentException("A checkpoint needs at least one disk.");
             var manifest = RunLocked(request, cancellationToken);
             _catalog?.AddCheckpoint(_repository, manifest);

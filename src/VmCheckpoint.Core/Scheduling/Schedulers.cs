@@ -51,10 +51,28 @@ namespace VmCheckpoint.Core.Scheduling
 
         public ScheduleDefinition? Find(string name) => File.Exists(PathOf(name)) ? ScheduleDefinition.Parse(File.ReadAllBytes(PathOf(name)), PathOf(name)) : null;
 
+        /// <summary>Writes the definition whole or not at all (temporary name, flush, rename): a crash never leaves half of one.</summary>
         public void Save(ScheduleDefinition s)
         {
             Directory.CreateDirectory(Folder);
-            File.WriteAllBytes(PathOf(s.Name), s.Serialize());
+            string path = PathOf(s.Name);
+            string temporary = path + "." + Guid.NewGuid().ToString("N").Substring(0, 8) + ".tmp";
+            try
+            {
+                using (var file = new FileStream(temporary, FileMode.CreateNew, FileAccess.Write))
+                {
+                    var bytes = s.Serialize();
+                    file.Write(bytes, 0, bytes.Length);
+                    file.Flush(flushToDisk: true);
+                }
+                if (File.Exists(path)) File.Replace(temporary, path, null);
+                else File.Move(temporary, path);
+            }
+            catch
+            {
+                try { File.Delete(temporary); } catch (IOException) { }
+                throw;
+            }
         }
 
         public void Delete(string name) => File.Delete(PathOf(name));

@@ -95,9 +95,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             if (!plan.Full && parent != null && !incremental)
                 _notes.Add($"Checkpoint {parent} of the last stored checkpoint is gone from libvirt: every allocated block was read and only changed ones stored.");
 
-            _workDir = Path.Combine(Path.GetTempPath(), "vmcheckpoint-" + Guid.NewGuid().ToString("N").Substring(0, 12));
-            Directory.CreateDirectory(_workDir);
-            Chmod(_workDir, 0x1FF); // qemu (as libvirt-qemu) creates the NBD socket and scratch files here
+            _workDir = PrivateFolder.Create("vmcheckpoint-"); // qemu creates the NBD socket and scratch files here
             string socket = Path.Combine(_workDir, "nbd.sock");
             NewTrackingId = CheckpointPrefix + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff") + "-" + Guid.NewGuid().ToString("N").Substring(0, 4);
             _created = true;
@@ -120,11 +118,13 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 _domain.Dispose();
                 _domain = _hypervisor.Connection.GetDomain(VmName);
             }
+            bool started = false;
             try
             {
                 try
                 {
                     StartBackup(disks, socket, incremental ? parent : null);
+                    started = true;
                 }
                 catch (LibvirtException e) when (incremental)
                 {
@@ -133,13 +133,16 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                     RemoveOwnCheckpoints(keep: null);
                     incremental = false;
                     StartBackup(disks, socket, null);
+                    started = true;
                 }
             }
             finally
             {
                 if (stateFile != null)
                 {
-                    _domain.Resume();
+                    // A resume that fails after the backup failed must not hide why the backup failed.
+                    try { _domain.Resume(); }
+                    catch (LibvirtException e) when (!started) { _reporter.Warning($"'{VmName}' could not be resumed: {e.Message}. Resume it with 'virsh resume {VmName}'."); }
                     PauseSeconds = clock.Elapsed.TotalSeconds;
                 }
             }
@@ -289,12 +292,5 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             }
         }
 
-        [DllImport("libc", EntryPoint = "chmod", SetLastError = true)]
-        private static extern int ChmodNative(string path, uint mode);
-
-        private static void Chmod(string path, uint mode)
-        {
-            if (RuntimeInformation.IsOSPlatform(OSPlatform.Linux)) ChmodNative(path, mode);
-        }
     }
 }
