@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using System.IO;
 using System.Security.Cryptography;
+using VmCheckpoint.Core.Repository.Backends;
 
 namespace VmCheckpoint.Core.Repository
 {
@@ -18,14 +19,15 @@ namespace VmCheckpoint.Core.Repository
 
     /// <summary>
     /// Reads blocks back from packs and checks each against its hash before handing it out.
-    /// One reader per thread: it keeps its own open pack handles.
+    /// One reader per thread: it keeps its own open pack readers, so a restore reading a pack block by block opens
+    /// it once, not once per block.
     /// </summary>
     internal sealed class BlockReader : IDisposable
     {
         private const int MaxOpenPacks = 8;
         private readonly BlockStore _store;
         private readonly RepositoryLayout _layout;
-        private readonly Dictionary<string, FileStream> _open = new Dictionary<string, FileStream>(StringComparer.Ordinal);
+        private readonly Dictionary<string, IObjectReader> _open = new Dictionary<string, IObjectReader>(StringComparer.Ordinal);
         private readonly LinkedList<string> _lru = new LinkedList<string>();
         private readonly SHA256 _sha = SHA256.Create();
         private readonly BlockCodec _codec = new BlockCodec();
@@ -44,17 +46,10 @@ namespace VmCheckpoint.Core.Repository
                 throw new BlockDamagedException(hash.ToString(), $"Block {hash} is not in the repository's index (its pack is missing).");
             if (destination.Length < location.RawLength)
                 throw new BlockDamagedException(hash.ToString(), $"Block {hash} claims {location.RawLength} bytes, more than a block holds.");
-            var stream = Open(location.PackId, hash);
+            var pack = Open(location.PackId, hash);
             if (_stored.Length < location.StoredLength) _stored = new byte[location.StoredLength];
-            stream.Position = location.Offset;
-            try
-            {
-                PackFormat.ReadExactly(stream, _stored, location.StoredLength, stream.Name);
-            }
-            catch (InvalidDataException e)
-            {
-                throw new BlockDamagedException(hash.ToString(), $"Block {hash}: {e.Message}");
-            }
+            if (pack.ReadAt(location.Offset, _stored, 0, location.StoredLength) != location.StoredLength)
+                throw new BlockDamagedException(hash.ToString(), $"Block {hash}: pack {location.PackId} ends early.");
             int length;
             if (location.Compression == BlobCompression.Zstd)
             {
@@ -77,7 +72,7 @@ namespace VmCheckpoint.Core.Repository
             return length;
         }
 
-        private FileStream Open(string packId, BlockHash hash)
+        private IObjectReader Open(string packId, BlockHash hash)
         {
             if (_open.TryGetValue(packId, out var s))
             {
@@ -85,16 +80,11 @@ namespace VmCheckpoint.Core.Repository
                 _lru.AddFirst(packId);
                 return s;
             }
-            var path = _layout.PackPath(packId);
             try
             {
-                s = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete, 1);
+                s = _layout.Backend.OpenRead(_layout.PackName(packId));
             }
-            catch (FileNotFoundException)
-            {
-                throw new BlockDamagedException(hash.ToString(), $"Block {hash}: pack {packId} is missing.");
-            }
-            catch (DirectoryNotFoundException)
+            catch (ObjectNotFoundException)
             {
                 throw new BlockDamagedException(hash.ToString(), $"Block {hash}: pack {packId} is missing.");
             }

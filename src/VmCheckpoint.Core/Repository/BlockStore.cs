@@ -3,13 +3,15 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using VmCheckpoint.Core.Repository.Backends;
 
 namespace VmCheckpoint.Core.Repository
 {
     /// <summary>
     /// The content-addressed store of blocks: which blob lives where (loaded from the index files and, for
     /// packs an interrupted run left without an index, from the packs' own trailers), and new blobs appended
-    /// to packs. Lookups and <see cref="Add"/> are thread-safe.
+    /// to packs. It reaches the repository through object names only (<see cref="RepositoryLayout"/>).
+    /// Lookups and <see cref="Add"/> are thread-safe.
     /// </summary>
     internal sealed class BlockStore : IDisposable
     {
@@ -22,7 +24,6 @@ namespace VmCheckpoint.Core.Repository
         private readonly HashSet<BlockHash> _pending = new HashSet<BlockHash>();
         private readonly Dictionary<string, IReadOnlyList<PackEntry>> _unindexed = new Dictionary<string, IReadOnlyList<PackEntry>>(StringComparer.Ordinal);
         private readonly List<string> _indexFiles = new List<string>();
-        private readonly Dictionary<string, long> _packSizes = new Dictionary<string, long>(StringComparer.Ordinal);
         private PackWriter? _writer;
 
         public BlockStore(RepositoryLayout layout)
@@ -31,6 +32,7 @@ namespace VmCheckpoint.Core.Repository
         }
 
         public int Count { get { lock (_gate) return _blobs.Count; } }
+        /// <summary>The names of the index objects loaded or written by this store.</summary>
         public IReadOnlyList<string> IndexFiles => _indexFiles;
 
         /// <summary>Packs and their blobs as the store knows them (after <see cref="Load"/>).</summary>
@@ -38,48 +40,50 @@ namespace VmCheckpoint.Core.Repository
 
         public void Load(CancellationToken cancellationToken)
         {
-            foreach (var file in RepositoryLayout.ListFiles(_layout.IndexDirectory, "*.idx"))
+            var backend = _layout.Backend;
+            foreach (var index in backend.List(RepositoryLayout.IndexPrefix))
             {
                 cancellationToken.ThrowIfCancellationRequested();
+                if (!index.Name.EndsWith(RepositoryLayout.IndexSuffix, StringComparison.Ordinal)) continue;
                 Dictionary<string, List<PackEntry>> packs;
                 try
                 {
-                    packs = IndexFile.Parse(File.ReadAllBytes(file), file);
+                    packs = IndexFile.Parse(backend.ReadAll(index.Name), backend.Locate(index.Name));
                 }
                 catch (InvalidDataException)
                 {
                     continue; // A damaged index only costs speed: the packs' trailers are read below.
                 }
-                catch (FileNotFoundException)
+                catch (ObjectNotFoundException)
                 {
                     continue; // Consolidated away by a concurrent prune.
                 }
-                _indexFiles.Add(file);
+                _indexFiles.Add(index.Name);
                 foreach (var p in packs)
                 {
                     if (!PackContents.ContainsKey(p.Key)) PackContents[p.Key] = p.Value;
                 }
             }
 
-            var packsOnDisk = ListPackFiles().ToDictionary(p => RepositoryLayout.IdFromFileName(p), StringComparer.Ordinal);
+            var packsStored = ListPacks().ToDictionary(RepositoryLayout.IdFromName, StringComparer.Ordinal);
             foreach (var id in PackContents.Keys.ToList())
             {
-                if (!packsOnDisk.ContainsKey(id)) PackContents.Remove(id); // indexed, but pruned since
+                if (!packsStored.ContainsKey(id)) PackContents.Remove(id); // indexed, but pruned since
             }
-            foreach (var pack in packsOnDisk)
+            foreach (var pack in packsStored)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 if (PackContents.ContainsKey(pack.Key)) continue;
                 try
                 {
-                    using (var s = new FileStream(pack.Value, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
-                        PackContents[pack.Key] = PackFormat.ReadTrailer(s, pack.Value);
+                    using (var reader = backend.OpenRead(pack.Value))
+                        PackContents[pack.Key] = PackFormat.ReadTrailer(reader, backend.Locate(pack.Value));
                 }
                 catch (InvalidDataException)
                 {
                     // A damaged pack: its blobs are unknown, so they will be stored again; the checker reports it.
                 }
-                catch (FileNotFoundException)
+                catch (ObjectNotFoundException)
                 {
                 }
             }
@@ -90,9 +94,11 @@ namespace VmCheckpoint.Core.Repository
             }
         }
 
-        public IEnumerable<string> ListPackFiles()
+        /// <summary>The names of the packs in the repository (a listing that fails throws: it is never "no packs").</summary>
+        public IEnumerable<string> ListPacks()
         {
-            return RepositoryLayout.ListFiles(_layout.PacksDirectory, "*.pack", SearchOption.AllDirectories);
+            return _layout.Backend.List(RepositoryLayout.PacksPrefix).Select(o => o.Name)
+                .Where(n => n.EndsWith(RepositoryLayout.PackSuffix, StringComparison.Ordinal)).ToList();
         }
 
         public bool Contains(BlockHash hash)
@@ -125,7 +131,16 @@ namespace VmCheckpoint.Core.Repository
             lock (_gate)
             {
                 _writer ??= new PackWriter(_layout);
-                var location = _writer.Add(hash, stored, storedLength, rawLength, compression);
+                BlobLocation location;
+                try
+                {
+                    location = _writer.Add(hash, stored, storedLength, rawLength, compression);
+                }
+                catch
+                {
+                    DiscardWriterLocked(); // a pack that failed a write is never sealed (PackWriter)
+                    throw;
+                }
                 _blobs[hash] = location;
                 _pending.Remove(hash);
                 if (_writer.Length >= TargetPackSize) SealPackLocked();
@@ -143,13 +158,12 @@ namespace VmCheckpoint.Core.Repository
             }
         }
 
-        /// <summary>Writes one index file covering the given packs (used by prune to consolidate).</summary>
+        /// <summary>Writes one index file covering the given packs (used by prune to consolidate); returns its name.</summary>
         public string WriteIndexFile(IReadOnlyDictionary<string, IReadOnlyList<PackEntry>> packs)
         {
-            Directory.CreateDirectory(_layout.IndexDirectory);
-            var path = _layout.IndexPath(Hex.Random(16));
-            AtomicFile.Write(path, IndexFile.Serialize(packs));
-            return path;
+            var name = _layout.IndexName(Hex.Random(16));
+            _layout.Backend.Put(name, IndexFile.Serialize(packs));
+            return name;
         }
 
         private void SealPackLocked()
@@ -166,8 +180,7 @@ namespace VmCheckpoint.Core.Repository
             }
             catch
             {
-                // The pack never reached its final name: forget its blobs so that they are stored again.
-                foreach (var e in _blobs.Where(b => b.Value.PackId == writer.Id).Select(b => b.Key).ToList()) _blobs.Remove(e);
+                ForgetBlobsOf(writer.Id);
                 throw;
             }
             finally
@@ -175,6 +188,20 @@ namespace VmCheckpoint.Core.Repository
                 writer.Dispose();
             }
             if (_unindexed.Count >= PacksPerIndexFile) WriteIndexLocked();
+        }
+
+        private void DiscardWriterLocked()
+        {
+            if (_writer is null) return;
+            ForgetBlobsOf(_writer.Id);
+            _writer.Dispose();
+            _writer = null;
+        }
+
+        /// <summary>A pack that never became visible: forget its blobs so that they are stored again.</summary>
+        private void ForgetBlobsOf(string packId)
+        {
+            foreach (var e in _blobs.Where(b => b.Value.PackId == packId).Select(b => b.Key).ToList()) _blobs.Remove(e);
         }
 
         private void WriteIndexLocked()

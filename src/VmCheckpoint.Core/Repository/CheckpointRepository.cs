@@ -4,6 +4,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using VmCheckpoint.Core.Repository.Backends;
 
 namespace VmCheckpoint.Core.Repository
 {
@@ -22,23 +23,27 @@ namespace VmCheckpoint.Core.Repository
     /// <summary>A checkpoint file as listed in the repository, before its content is read.</summary>
     public sealed class CheckpointFile
     {
-        internal CheckpointFile(string id, string vmKey, DateTime time, string path)
+        internal CheckpointFile(string id, string vmKey, DateTime time, string name, string path)
         {
             Id = id;
             VmKey = vmKey;
             Time = time;
+            Name = name;
             Path = path;
         }
 
         public string Id { get; }
         public string VmKey { get; }
         public DateTime Time { get; }
+        /// <summary>Where the manifest is, for people (a full path in a folder repository).</summary>
         public string Path { get; }
+        /// <summary>The manifest's object name in the repository.</summary>
+        internal string Name { get; }
     }
 
     /// <summary>
-    /// A repository folder (local, SMB, NFS): its configuration, its checkpoints and its block store.
-    /// See docs/repository-format.md.
+    /// A repository (a folder: local, SMB, NFS): its configuration, its checkpoints and its block store, reached
+    /// through a backend by object name (<see cref="RepositoryLayout"/>). See docs/repository-format.md.
     /// </summary>
     public sealed class CheckpointRepository
     {
@@ -49,26 +54,26 @@ namespace VmCheckpoint.Core.Repository
         }
 
         internal RepositoryLayout Layout { get; }
+        internal IRepositoryBackend Backend => Layout.Backend;
         public RepositoryConfig Config { get; }
         public string Path => Layout.Root;
         public string Id => Config.Id;
         public int BlockSize => Config.BlockSize;
 
         public static CheckpointRepository Create(string path, int blockSize = RepositoryConfig.DefaultBlockSize)
+            => Create(new LocalFolderBackend(path), blockSize);
+
+        internal static CheckpointRepository Create(IRepositoryBackend backend, int blockSize = RepositoryConfig.DefaultBlockSize)
         {
             if (!RepositoryConfig.IsValidBlockSize(blockSize))
                 throw new ArgumentOutOfRangeException(nameof(blockSize), $"The block size must be a power of two between {RepositoryConfig.MinBlockSize} and {RepositoryConfig.MaxBlockSize} bytes.");
-            var layout = new RepositoryLayout(path);
-            if (File.Exists(layout.ConfigPath))
+            var layout = new RepositoryLayout(backend);
+            if (backend.GetInfo(RepositoryLayout.ConfigName) != null)
                 throw new IOException($"{layout.Root} already holds a VmCheckpoint repository.");
-            if (Directory.Exists(layout.Root) && Directory.EnumerateFileSystemEntries(layout.Root).Any())
-                throw new IOException($"{layout.Root} is not empty; a repository needs a folder of its own.");
-            Directory.CreateDirectory(layout.Root);
-            foreach (var d in new[] { layout.PacksDirectory, layout.IndexDirectory, layout.CheckpointsDirectory, layout.LocksDirectory })
-                Directory.CreateDirectory(d);
+            backend.CreateLocation(RepositoryLayout.Prefixes);
             var config = new RepositoryConfig { Id = Hex.Random(16), BlockSize = blockSize, Created = DateTime.UtcNow };
-            // The configuration goes last: a folder without it is not (yet) a repository.
-            AtomicFile.Write(layout.ConfigPath, config.Serialize());
+            // The configuration goes last: a location without it is not (yet) a repository.
+            backend.Put(RepositoryLayout.ConfigName, config.Serialize());
             return new CheckpointRepository(layout, config);
         }
 
@@ -76,48 +81,52 @@ namespace VmCheckpoint.Core.Repository
         {
             if (string.IsNullOrWhiteSpace(path))
                 throw new RepositoryNotFoundException("No repository given: pass -Repository or set VMCHECKPOINT_REPOSITORY.", unreachable: false);
-            var layout = new RepositoryLayout(path);
-            if (!Directory.Exists(layout.Root))
+            return Open(new LocalFolderBackend(path));
+        }
+
+        internal static CheckpointRepository Open(IRepositoryBackend backend)
+        {
+            var layout = new RepositoryLayout(backend);
+            if (!backend.LocationExists())
                 throw new RepositoryNotFoundException($"The repository folder {layout.Root} does not exist or cannot be reached.", unreachable: true);
             byte[] content;
             try
             {
-                content = File.ReadAllBytes(layout.ConfigPath);
+                content = backend.ReadAll(RepositoryLayout.ConfigName);
             }
-            catch (FileNotFoundException)
+            catch (ObjectNotFoundException)
             {
                 throw new RepositoryNotFoundException($"{layout.Root} is not a VmCheckpoint repository (no {RepositoryLayout.ConfigName}); create one with New-VmCheckpointRepository.", unreachable: false);
             }
-            return new CheckpointRepository(layout, RepositoryConfig.Parse(content, layout.ConfigPath));
+            return new CheckpointRepository(layout, RepositoryConfig.Parse(content, backend.Locate(RepositoryLayout.ConfigName)));
         }
 
         /// <summary>Every checkpoint file, without reading them.</summary>
         public IReadOnlyList<CheckpointFile> ListCheckpoints()
         {
-            var list = new List<CheckpointFile>();
-            foreach (var dir in RepositoryLayout.ListDirectories(Layout.CheckpointsDirectory))
-                list.AddRange(ListIn(dir));
-            return list;
+            return ListUnder(RepositoryLayout.CheckpointsPrefix).ToList();
         }
 
         /// <summary>The checkpoint files of one VM, oldest first.</summary>
         public IReadOnlyList<CheckpointFile> ListCheckpoints(string vmName)
         {
-            return ListIn(Layout.VmDirectory(vmName)).OrderBy(f => f.Time).ToList();
+            return ListUnder(Layout.VmPrefix(vmName)).OrderBy(f => f.Time).ToList();
         }
 
-        private static IEnumerable<CheckpointFile> ListIn(string dir)
+        /// <summary>Manifests are named checkpoints/&lt;vm key&gt;/&lt;time&gt;_&lt;id&gt;.json; anything else there is not one.</summary>
+        private IEnumerable<CheckpointFile> ListUnder(string prefix)
         {
-            var key = System.IO.Path.GetFileName(dir);
-            foreach (var file in RepositoryLayout.ListFiles(dir, "*.json"))
+            foreach (var entry in Backend.List(prefix))
             {
-                var name = System.IO.Path.GetFileNameWithoutExtension(file);
+                var segments = entry.Name.Split('/');
+                if (segments.Length != 3 || !entry.Name.EndsWith(RepositoryLayout.CheckpointSuffix, StringComparison.Ordinal)) continue;
+                var name = segments[2].Substring(0, segments[2].Length - RepositoryLayout.CheckpointSuffix.Length);
                 int sep = name.IndexOf('_');
                 if (sep < 0) continue;
                 if (!DateTime.TryParseExact(name.Substring(0, sep), "yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture,
                         DateTimeStyles.AdjustToUniversal | DateTimeStyles.AssumeUniversal, out var time))
                     continue;
-                yield return new CheckpointFile(name.Substring(sep + 1), key, time, file);
+                yield return new CheckpointFile(name.Substring(sep + 1), segments[1], time, entry.Name, Backend.Locate(entry.Name));
             }
         }
 
@@ -126,9 +135,9 @@ namespace VmCheckpoint.Core.Repository
             byte[] content;
             try
             {
-                content = File.ReadAllBytes(file.Path);
+                content = Backend.ReadAll(file.Name);
             }
-            catch (FileNotFoundException)
+            catch (ObjectNotFoundException)
             {
                 throw new KeyNotFoundException($"Checkpoint {file.Id} no longer exists in {Path}.");
             }
@@ -150,15 +159,14 @@ namespace VmCheckpoint.Core.Repository
         {
             var content = manifest.Serialize();
             manifest.Id = CheckpointManifest.ComputeId(content);
-            var path = Layout.CheckpointPath(manifest.VmName, manifest.StartTime, manifest.Id);
-            Directory.CreateDirectory(System.IO.Path.GetDirectoryName(path)!);
-            AtomicFile.Write(path, content);
-            return new CheckpointFile(manifest.Id, RepositoryLayout.VmKey(manifest.VmName), manifest.StartTime, path);
+            var name = Layout.CheckpointName(manifest.VmName, manifest.StartTime, manifest.Id);
+            Backend.Put(name, content);
+            return new CheckpointFile(manifest.Id, RepositoryLayout.VmKey(manifest.VmName), manifest.StartTime, name, Backend.Locate(name));
         }
 
         internal void DeleteCheckpoint(CheckpointFile file)
         {
-            File.Delete(file.Path);
+            Backend.Delete(file.Name);
         }
 
         internal RepositoryLock Lock(LockKind kind, TimeSpan wait, CancellationToken cancellationToken)

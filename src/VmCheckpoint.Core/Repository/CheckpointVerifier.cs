@@ -30,8 +30,8 @@ namespace VmCheckpoint.Core.Repository
     }
 
     /// <summary>
-    /// Checks checkpoints: each manifest against its checksum, each block against the index and the packs on
-    /// disk; with <c>readData</c>, every block is read, decompressed and re-hashed (each distinct block once).
+    /// Checks checkpoints: each manifest against its checksum, each block against the index and the packs
+    /// stored; with <c>readData</c>, every block is read, decompressed and re-hashed (each distinct block once).
     /// </summary>
     internal sealed class CheckpointVerifier
     {
@@ -46,7 +46,7 @@ namespace VmCheckpoint.Core.Repository
         {
             using var store = _repository.OpenStore(cancellationToken);
             using var reader = new BlockReader(store, _repository.Layout);
-            var packsOnDisk = new HashSet<string>(store.ListPackFiles().Select(RepositoryLayout.IdFromFileName), StringComparer.Ordinal);
+            var packsStored = new HashSet<string>(store.ListPacks().Select(RepositoryLayout.IdFromName), StringComparer.Ordinal);
             var verdicts = new Dictionary<BlockHash, string?>(); // null = good
             var buffer = new byte[RepositoryConfig.MaxBlockSize];
             foreach (var file in files)
@@ -80,7 +80,7 @@ namespace VmCheckpoint.Core.Repository
                         var hash = disk.Blocks.HashAt(i);
                         if (!verdicts.TryGetValue(hash, out var problem))
                         {
-                            problem = Check(store, reader, packsOnDisk, hash, readData, buffer);
+                            problem = Check(store, reader, packsStored, hash, readData, buffer);
                             verdicts[hash] = problem;
                         }
                         result.BlocksChecked++;
@@ -100,10 +100,10 @@ namespace VmCheckpoint.Core.Repository
             }
         }
 
-        private static string? Check(BlockStore store, BlockReader reader, HashSet<string> packsOnDisk, BlockHash hash, bool readData, byte[] buffer)
+        private static string? Check(BlockStore store, BlockReader reader, HashSet<string> packsStored, BlockHash hash, bool readData, byte[] buffer)
         {
             if (!store.TryGetLocation(hash, out var location)) return $"missing: block {hash} is in no pack";
-            if (!packsOnDisk.Contains(location.PackId)) return $"missing: pack {location.PackId} of block {hash} is gone";
+            if (!packsStored.Contains(location.PackId)) return $"missing: pack {location.PackId} of block {hash} is gone";
             if (!readData) return null;
             try
             {

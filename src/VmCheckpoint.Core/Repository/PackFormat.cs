@@ -3,6 +3,7 @@ using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
 using System.Security.Cryptography;
+using VmCheckpoint.Core.Repository.Backends;
 
 namespace VmCheckpoint.Core.Repository
 {
@@ -94,15 +95,14 @@ namespace VmCheckpoint.Core.Repository
             return new PackEntry(hash, offset, stored, raw, compression);
         }
 
-        /// <summary>Reads the trailer of a pack file: the list of its blobs.</summary>
-        public static List<PackEntry> ReadTrailer(Stream stream, string source)
+        /// <summary>Reads the trailer of a pack: the list of its blobs.</summary>
+        public static List<PackEntry> ReadTrailer(IObjectReader pack, string source)
         {
-            long length = stream.Length;
+            long length = pack.Length;
             if (length < HeaderSize + FooterSize)
                 throw new InvalidDataException($"{source}: too short to be a pack ({length} bytes).");
             var header = new byte[HeaderSize];
-            stream.Position = 0;
-            ReadExactly(stream, header, HeaderSize, source);
+            pack.ReadExactly(0, header, HeaderSize, source);
             if (!header.AsSpan(0, 8).SequenceEqual(HeaderMagic))
                 throw new InvalidDataException($"{source}: not a pack file (bad magic).");
             int version = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8));
@@ -110,8 +110,7 @@ namespace VmCheckpoint.Core.Repository
                 throw new InvalidDataException($"{source}: pack version {version} is not supported.");
 
             var footer = new byte[FooterSize];
-            stream.Position = length - FooterSize;
-            ReadExactly(stream, footer, FooterSize, source);
+            pack.ReadExactly(length - FooterSize, footer, FooterSize, source);
             if (!footer.AsSpan(36, 8).SequenceEqual(TrailerMagic))
                 throw new InvalidDataException($"{source}: pack trailer is missing or damaged.");
             int count = BinaryPrimitives.ReadInt32LittleEndian(footer.AsSpan(32));
@@ -119,8 +118,7 @@ namespace VmCheckpoint.Core.Repository
                 throw new InvalidDataException($"{source}: pack trailer claims {count} blobs.");
             var entries = new byte[count * EntrySize];
             long entriesStart = length - FooterSize - entries.Length;
-            stream.Position = entriesStart;
-            ReadExactly(stream, entries, entries.Length, source);
+            pack.ReadExactly(entriesStart, entries, entries.Length, source);
             using (var sha = SHA256.Create())
             {
                 var digest = sha.ComputeHash(entries);
@@ -132,15 +130,35 @@ namespace VmCheckpoint.Core.Repository
             return list;
         }
 
-        public static void ReadExactly(Stream stream, byte[] buffer, int count, string source)
+        /// <summary>Reads the trailer of a pack file opened as a stream (tests, tools).</summary>
+        public static List<PackEntry> ReadTrailer(Stream stream, string source) => ReadTrailer(new StreamReaderAt(stream), source);
+
+        private sealed class StreamReaderAt : IObjectReader
         {
-            int done = 0;
-            while (done < count)
+            private readonly Stream _stream;
+
+            public StreamReaderAt(Stream stream)
             {
-                int n = stream.Read(buffer, done, count - done);
-                if (n <= 0) throw new InvalidDataException($"{source}: file ends early.");
-                done += n;
+                _stream = stream;
+                Length = stream.Length;
             }
+
+            public long Length { get; }
+
+            public int ReadAt(long offset, byte[] buffer, int index, int count)
+            {
+                _stream.Position = offset;
+                int done = 0;
+                while (done < count)
+                {
+                    int n = _stream.Read(buffer, index + done, count - done);
+                    if (n <= 0) break;
+                    done += n;
+                }
+                return done;
+            }
+
+            public void Dispose() { } // the stream is the caller's
         }
     }
 }

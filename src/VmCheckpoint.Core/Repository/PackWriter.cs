@@ -1,47 +1,51 @@
 using System;
 using System.Buffers.Binary;
 using System.Collections.Generic;
-using System.IO;
 using System.Security.Cryptography;
+using VmCheckpoint.Core.Repository.Backends;
 
 namespace VmCheckpoint.Core.Repository
 {
     /// <summary>
-    /// Appends blobs to a new pack under a temporary name; <see cref="Finish"/> writes the trailer, flushes
-    /// and renames it into place. A pack that was never finished is only a temporary file: invisible to readers.
+    /// Appends blobs to a new pack that nobody sees yet; <see cref="Finish"/> writes the trailer and commits it, whole
+    /// and durable, under its name. A pack never finished leaves nothing visible to readers. A writer that failed once
+    /// stays broken: how much of the failed write reached the pack is unknown, so no entry may follow it.
     /// Not thread-safe.
     /// </summary>
     internal sealed class PackWriter : IDisposable
     {
-        private readonly string _finalPath;
-        private readonly string _temporaryPath;
-        private readonly FileStream _stream;
+        private readonly IObjectWriter _writer;
         private readonly List<PackEntry> _entries = new List<PackEntry>();
+        private bool _broken;
         private bool _finished;
 
         public PackWriter(RepositoryLayout layout)
         {
             Id = Hex.Random(16);
-            _finalPath = layout.PackPath(Id);
-            Directory.CreateDirectory(Path.GetDirectoryName(_finalPath)!);
-            _temporaryPath = AtomicFile.TemporaryNameFor(_finalPath);
-            _stream = new FileStream(_temporaryPath, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 16);
+            _writer = layout.Backend.OpenWrite(layout.PackName(Id));
             var header = new byte[PackFormat.HeaderSize];
             PackFormat.HeaderMagic.CopyTo(header, 0);
             BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(8), PackFormat.Version);
-            _stream.Write(header, 0, header.Length);
+            try
+            {
+                Write(header, header.Length);
+            }
+            catch
+            {
+                _writer.Dispose();
+                throw;
+            }
         }
 
         public string Id { get; }
-        public long Length => _stream.Length;
+        public long Length => _writer.Length;
         public int Count => _entries.Count;
 
         public BlobLocation Add(BlockHash hash, byte[] stored, int storedLength, int rawLength, BlobCompression compression)
         {
-            long offset = _stream.Position;
-            _stream.Write(stored, 0, storedLength);
-            var entry = new PackEntry(hash, offset, storedLength, rawLength, compression);
-            _entries.Add(entry);
+            long offset = _writer.Length;
+            Write(stored, storedLength);
+            _entries.Add(new PackEntry(hash, offset, storedLength, rawLength, compression));
             return new BlobLocation(Id, offset, storedLength, rawLength, compression);
         }
 
@@ -54,20 +58,45 @@ namespace VmCheckpoint.Core.Repository
             using (var sha = SHA256.Create()) sha.ComputeHash(table).CopyTo(footer, 0);
             BinaryPrimitives.WriteInt32LittleEndian(footer.AsSpan(32), _entries.Count);
             PackFormat.TrailerMagic.CopyTo(footer, 36);
-            _stream.Write(table, 0, table.Length);
-            _stream.Write(footer, 0, footer.Length);
-            _stream.Flush(flushToDisk: true);
-            _stream.Dispose();
-            AtomicFile.Commit(_temporaryPath, _finalPath);
+            Write(table, table.Length);
+            Write(footer, footer.Length);
+            CheckNotBroken();
+            try
+            {
+                _writer.Commit();
+            }
+            catch
+            {
+                _broken = true;
+                throw;
+            }
             _finished = true;
             return _entries;
+        }
+
+        private void Write(byte[] buffer, int count)
+        {
+            CheckNotBroken();
+            try
+            {
+                _writer.Write(buffer, 0, count);
+            }
+            catch
+            {
+                _broken = true;
+                throw;
+            }
+        }
+
+        private void CheckNotBroken()
+        {
+            if (_broken) throw new InvalidOperationException($"Pack {Id} failed to write earlier and is discarded.");
         }
 
         public void Dispose()
         {
             if (_finished) return;
-            _stream.Dispose();
-            AtomicFile.TryDelete(_temporaryPath);
+            _writer.Dispose(); // uncommitted: nothing of it stays
         }
     }
 }

@@ -3,6 +3,7 @@ using System.Collections.Generic;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using VmCheckpoint.Core.Repository.Backends;
 
 namespace VmCheckpoint.Core.Repository
 {
@@ -28,7 +29,8 @@ namespace VmCheckpoint.Core.Repository
     {
         /// <summary>A pack is rewritten when at least this share of its bytes is unused.</summary>
         private const double RewriteThreshold = 0.25;
-        private static readonly TimeSpan TemporaryFileAge = TimeSpan.FromHours(24);
+        /// <summary>What writes that never committed left (temporary files) goes once this old: no write takes a day.</summary>
+        private static readonly TimeSpan AbandonedWriteAge = TimeSpan.FromHours(24);
 
         private readonly CheckpointRepository _repository;
 
@@ -57,9 +59,10 @@ namespace VmCheckpoint.Core.Repository
         private ReclaimResult ReclaimLocked(CancellationToken cancellationToken)
         {
             var layout = _repository.Layout;
+            var backend = layout.Backend;
             var result = new ReclaimResult { Completed = true };
             RepositoryLock.RemoveStale(layout);
-            RemoveOldTemporaryFiles(layout);
+            backend.RemoveAbandoned(AbandonedWriteAge);
 
             // Every block any checkpoint uses. One unreadable manifest stops everything: its blocks are unknown.
             var used = new HashSet<BlockHash>();
@@ -131,31 +134,24 @@ namespace VmCheckpoint.Core.Repository
 
             var consolidated = store.WriteIndexFile(keep);
             foreach (var index in oldIndexes.Where(i => !string.Equals(i, consolidated, StringComparison.Ordinal)))
-                AtomicFile.TryDelete(index);
+                TryDelete(backend, index); // one left behind only duplicates what the consolidated index says
             foreach (var id in delete.Concat(rewrite))
             {
-                var path = layout.PackPath(id);
-                long length = new FileInfo(path).Length;
-                File.Delete(path);
+                var name = layout.PackName(id);
+                long length = backend.GetInfo(name)?.Length ?? 0;
+                backend.Delete(name);
                 result.BytesReclaimed += length;
                 result.BlocksRemoved += packs[id].Count(e => !used.Contains(e.Hash));
                 if (rewrite.Contains(id)) result.PacksRewritten++; else result.PacksDeleted++;
             }
             foreach (var p in keep.Keys.Where(k => !packs.ContainsKey(k)))
-                result.BytesReclaimed -= new FileInfo(layout.PackPath(p)).Length;
+                result.BytesReclaimed -= backend.GetInfo(layout.PackName(p))?.Length ?? 0;
             return result;
         }
 
-        private static void RemoveOldTemporaryFiles(RepositoryLayout layout)
+        private static void TryDelete(IRepositoryBackend backend, string name)
         {
-            foreach (var dir in new[] { layout.PacksDirectory, layout.IndexDirectory, layout.CheckpointsDirectory, layout.LocksDirectory })
-            {
-                if (!Directory.Exists(dir)) continue;
-                foreach (var file in Directory.EnumerateFiles(dir, "*" + AtomicFile.TemporarySuffix, SearchOption.AllDirectories).ToList())
-                {
-                    if (DateTime.UtcNow - File.GetLastWriteTimeUtc(file) > TemporaryFileAge) AtomicFile.TryDelete(file);
-                }
-            }
+            try { backend.Delete(name); } catch (IOException) { } catch (UnauthorizedAccessException) { }
         }
     }
 }

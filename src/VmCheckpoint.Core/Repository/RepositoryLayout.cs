@@ -1,74 +1,58 @@
 using System;
-using System.Collections.Generic;
-using System.IO;
-using System.Linq;
+using System.Globalization;
+using VmCheckpoint.Core.Repository.Backends;
 
 namespace VmCheckpoint.Core.Repository
 {
-    /// <summary>Where each kind of file lives in a repository folder (docs/repository-format.md).</summary>
+    /// <summary>
+    /// The names of a repository's objects (docs/repository-format.md), and the backend that holds them. Names are
+    /// '/'-separated keys, never paths: where the bytes live is the backend's business.
+    /// </summary>
     internal sealed class RepositoryLayout
     {
         public const string ConfigName = "vmcheckpoint-repository.json";
+        public const string PacksPrefix = "packs/";
+        public const string IndexPrefix = "index/";
+        public const string CheckpointsPrefix = "checkpoints/";
+        public const string LocksPrefix = "locks/";
 
-        public RepositoryLayout(string root)
+        public const string PackSuffix = ".pack";
+        public const string IndexSuffix = ".idx";
+        public const string CheckpointSuffix = ".json";
+        public const string LockSuffix = ".lock";
+
+        /// <summary>The prefixes of a repository, made when it is created.</summary>
+        public static readonly string[] Prefixes = { PacksPrefix, IndexPrefix, CheckpointsPrefix, LocksPrefix };
+
+        public RepositoryLayout(IRepositoryBackend backend)
         {
-            Root = Path.GetFullPath(root);
+            Backend = backend;
         }
 
-        public string Root { get; }
-        public string ConfigPath => Path.Combine(Root, ConfigName);
-        public string PacksDirectory => Path.Combine(Root, "packs");
-        public string IndexDirectory => Path.Combine(Root, "index");
-        public string CheckpointsDirectory => Path.Combine(Root, "checkpoints");
-        public string LocksDirectory => Path.Combine(Root, "locks");
+        public IRepositoryBackend Backend { get; }
 
-        public string PackPath(string id) => Path.Combine(PacksDirectory, id.Substring(0, 2), id + ".pack");
-        public string IndexPath(string id) => Path.Combine(IndexDirectory, id + ".idx");
-        /// <summary>Checkpoints of one VM share a folder named after a hash of the VM's name (any name is safe).</summary>
-        public string VmDirectory(string vmName) => Path.Combine(CheckpointsDirectory, VmKey(vmName));
-        public string CheckpointPath(string vmName, DateTime time, string id) =>
-            Path.Combine(VmDirectory(vmName), time.ToUniversalTime().ToString("yyyyMMdd'T'HHmmssfff'Z'", System.Globalization.CultureInfo.InvariantCulture) + "_" + id + ".json");
+        /// <summary>Where the repository is, as users see it (a folder's full path).</summary>
+        public string Root => Backend.Location;
+
+        /// <summary>Packs are spread over 256 prefixes by their id's first byte: no folder grows huge.</summary>
+        public string PackName(string id) => PacksPrefix + id.Substring(0, 2) + "/" + id + PackSuffix;
+        public string IndexName(string id) => IndexPrefix + id + IndexSuffix;
+        public string LockName(string id) => LocksPrefix + id + LockSuffix;
+
+        /// <summary>Checkpoints of one VM share a prefix named after a hash of the VM's name (any name is safe).</summary>
+        public string VmPrefix(string vmName) => CheckpointsPrefix + VmKey(vmName) + "/";
+        public string CheckpointName(string vmName, DateTime time, string id) =>
+            VmPrefix(vmName) + time.ToUniversalTime().ToString("yyyyMMdd'T'HHmmssfff'Z'", CultureInfo.InvariantCulture) + "_" + id + CheckpointSuffix;
 
         public static string VmKey(string vmName)
         {
             using (var sha = System.Security.Cryptography.SHA256.Create())
                 return Hex.Encode(sha.ComputeHash(System.Text.Encoding.UTF8.GetBytes(vmName)), 0, 8);
         }
-        public string LockPath(string id) => Path.Combine(LocksDirectory, id + ".lock");
 
-        public static string IdFromFileName(string path) => Path.GetFileName(path).Split('.')[0];
+        /// <summary>The last segment of a name, up to its first dot: a pack's, index's or lock's id.</summary>
+        public static string IdFromName(string name) => LastSegment(name).Split('.')[0];
 
-        /// <summary>
-        /// The files in a folder of the repository. A folder that does not exist holds none; one that cannot be
-        /// read (an SMB share that stopped answering: I/O error) throws. Directory.Exists answers false for both,
-        /// and an unreachable folder taken for an empty one makes the catalog forget every checkpoint and
-        /// reclaiming delete every pack.
-        /// </summary>
-        public static List<string> ListFiles(string directory, string pattern, SearchOption option = SearchOption.TopDirectoryOnly)
-        {
-            try
-            {
-                return Directory.EnumerateFiles(directory, pattern, option).ToList();
-            }
-            catch (DirectoryNotFoundException)
-            {
-                return new List<string>();
-            }
-        }
-
-        /// <summary>The subfolders of a folder of the repository; as <see cref="ListFiles"/>, only a missing folder is empty.</summary>
-        public static List<string> ListDirectories(string directory)
-        {
-            try
-            {
-                return Directory.EnumerateDirectories(directory).ToList();
-            }
-            catch (DirectoryNotFoundException)
-            {
-                return new List<string>();
-            }
-        }
-
-        public static bool IsTemporary(string path) => path.EndsWith(AtomicFile.TemporarySuffix, StringComparison.Ordinal);
+        public static string LastSegment(string name) => name.Substring(name.LastIndexOf('/') + 1);
     }
 }

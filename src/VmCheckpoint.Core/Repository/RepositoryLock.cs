@@ -1,10 +1,12 @@
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
 using System.Text;
 using System.Threading;
 using LiteDB;
+using VmCheckpoint.Core.Repository.Backends;
 
 namespace VmCheckpoint.Core.Repository
 {
@@ -23,7 +25,7 @@ namespace VmCheckpoint.Core.Repository
     }
 
     /// <summary>
-    /// A lock is a small file in locks/ naming its holder. A lock is stale, and ignored, when its holder is a
+    /// A lock is a small object under locks/ naming its holder. A lock is stale, and ignored, when its holder is a
     /// process of this host that no longer runs, or when it has not been refreshed for <see cref="StaleAfter"/>
     /// (a holder on another host that died). Holders refresh their lock while they run.
     /// </summary>
@@ -34,14 +36,14 @@ namespace VmCheckpoint.Core.Repository
 
         private readonly RepositoryLayout _layout;
         private readonly Timer _refresh;
-        private string _path;
+        private string _name;
         private bool _disposed;
 
-        private RepositoryLock(RepositoryLayout layout, LockKind kind, string path)
+        private RepositoryLock(RepositoryLayout layout, LockKind kind, string name)
         {
             _layout = layout;
             Kind = kind;
-            _path = path;
+            _name = name;
             _refresh = new Timer(_ => Refresh(), null, RefreshEvery, RefreshEvery);
         }
 
@@ -49,25 +51,24 @@ namespace VmCheckpoint.Core.Repository
 
         public static RepositoryLock Acquire(RepositoryLayout layout, LockKind kind, TimeSpan wait, CancellationToken cancellationToken)
         {
-            Directory.CreateDirectory(layout.LocksDirectory);
             var deadline = DateTime.UtcNow + wait;
             var random = new Random();
             while (true)
             {
                 cancellationToken.ThrowIfCancellationRequested();
-                var path = Write(layout, kind);
+                var name = Write(layout, kind);
                 string? conflict;
                 try
                 {
-                    conflict = FindConflict(layout, kind, path);
+                    conflict = FindConflict(layout, kind, name);
                 }
                 catch
                 {
-                    AtomicFile.TryDelete(path); // the locks cannot be read (share unreachable): fail, leaving nothing behind
+                    TryDelete(layout, name); // the locks cannot be read (share unreachable): fail, leaving nothing behind
                     throw;
                 }
-                if (conflict is null) return new RepositoryLock(layout, kind, path);
-                AtomicFile.TryDelete(path);
+                if (conflict is null) return new RepositoryLock(layout, kind, name);
+                TryDelete(layout, name);
                 if (DateTime.UtcNow >= deadline)
                     throw new RepositoryLockedException(
                         $"The repository {layout.Root} is locked by {conflict} " +
@@ -79,10 +80,19 @@ namespace VmCheckpoint.Core.Repository
 
         private static string Write(RepositoryLayout layout, LockKind kind)
         {
-            var path = layout.LockPath(Hex.Random(16));
-            AtomicFile.Write(path, Describe(kind));
-            return path;
+            var name = layout.LockName(Hex.Random(16));
+            layout.Backend.Put(name, Describe(kind));
+            return name;
         }
+
+        /// <summary>Removes a lock if it can; one left behind is stale in <see cref="StaleAfter"/> at most.</summary>
+        private static void TryDelete(RepositoryLayout layout, string name)
+        {
+            try { layout.Backend.Delete(name); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+        }
+
+        private static IEnumerable<string> ListLocks(RepositoryLayout layout) =>
+            layout.Backend.List(RepositoryLayout.LocksPrefix).Select(o => o.Name).Where(n => n.EndsWith(RepositoryLayout.LockSuffix, StringComparison.Ordinal));
 
         private static byte[] Describe(LockKind kind)
         {
@@ -101,10 +111,10 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>Describes a live lock that conflicts with taking <paramref name="kind"/>, or null.</summary>
         private static string? FindConflict(RepositoryLayout layout, LockKind kind, string own)
         {
-            foreach (var file in Directory.EnumerateFiles(layout.LocksDirectory, "*.lock"))
+            foreach (var name in ListLocks(layout))
             {
-                if (string.Equals(file, own, StringComparison.Ordinal)) continue;
-                var holder = ReadHolder(file);
+                if (string.Equals(name, own, StringComparison.Ordinal)) continue;
+                var holder = ReadHolder(layout, name);
                 if (holder is null) continue;
                 if (kind == LockKind.Shared && holder.Value.Kind == LockKind.Shared) continue;
                 return holder.Value.Description;
@@ -112,14 +122,14 @@ namespace VmCheckpoint.Core.Repository
             return null;
         }
 
-        private static (LockKind Kind, string Description)? ReadHolder(string file)
+        private static (LockKind Kind, string Description)? ReadHolder(RepositoryLayout layout, string name)
         {
             BsonDocument doc;
             try
             {
-                doc = (BsonDocument)JsonSerializer.Deserialize(Encoding.UTF8.GetString(File.ReadAllBytes(file)));
+                doc = (BsonDocument)JsonSerializer.Deserialize(Encoding.UTF8.GetString(layout.Backend.ReadAll(name)));
             }
-            catch (Exception e) when (e is FileNotFoundException || e is DirectoryNotFoundException)
+            catch (ObjectNotFoundException)
             {
                 return null; // released meanwhile
             }
@@ -160,16 +170,15 @@ namespace VmCheckpoint.Core.Repository
             }
         }
 
-        /// <summary>Removes lock files whose holders are gone.</summary>
+        /// <summary>Removes locks whose holders are gone.</summary>
         public static int RemoveStale(RepositoryLayout layout)
         {
-            if (!Directory.Exists(layout.LocksDirectory)) return 0;
             int removed = 0;
-            foreach (var file in Directory.EnumerateFiles(layout.LocksDirectory, "*.lock").ToList())
+            foreach (var name in ListLocks(layout).ToList())
             {
-                if (File.Exists(file) && ReadHolder(file) is null)
+                if (ReadHolder(layout, name) is null)
                 {
-                    AtomicFile.TryDelete(file);
+                    TryDelete(layout, name);
                     removed++;
                 }
             }
@@ -184,8 +193,8 @@ namespace VmCheckpoint.Core.Repository
                 try
                 {
                     var fresh = Write(_layout, Kind);
-                    AtomicFile.TryDelete(_path);
-                    _path = fresh;
+                    TryDelete(_layout, _name);
+                    _name = fresh;
                 }
                 catch (IOException)
                 {
@@ -202,7 +211,7 @@ namespace VmCheckpoint.Core.Repository
                 _disposed = true;
             }
             _refresh.Dispose();
-            AtomicFile.TryDelete(_path);
+            TryDelete(_layout, _name);
         }
     }
 }

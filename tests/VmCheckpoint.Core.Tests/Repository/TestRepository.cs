@@ -3,24 +3,41 @@ using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Hypervisors.ImageFiles;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Repository;
+using VmCheckpoint.Core.Repository.Backends;
 using VmCheckpoint.Core.Tests.Disks;
+using VmCheckpoint.Core.Tests.Repository.Backends;
 using Xunit;
 
 namespace VmCheckpoint.Core.Tests.Repository;
 
-/// <summary>A real repository (64 KiB blocks) in a temporary folder, with the images and restores of one test beside it.</summary>
+/// <summary>
+/// A real repository (64 KiB blocks) in a temporary folder, with the images and restores of one test beside it; with
+/// <c>faults</c>, reached through a <see cref="FaultInjectingBackend"/> over that folder.
+/// </summary>
 internal sealed class TestRepository : IDisposable
 {
     public const int BlockSize = 64 * 1024;
     private readonly TempFolder _temp = new();
 
-    public TestRepository()
+    public TestRepository(bool faults = false)
     {
-        Repository = CheckpointRepository.Create(System.IO.Path.Combine(_temp.Path, "repo"), BlockSize);
+        string folder = System.IO.Path.Combine(_temp.Path, "repo");
+        if (faults)
+        {
+            Faults = new FaultInjectingBackend(new LocalFolderBackend(folder));
+            Repository = CheckpointRepository.Create(Faults, BlockSize);
+        }
+        else
+        {
+            Repository = CheckpointRepository.Create(folder, BlockSize);
+        }
     }
 
     public CheckpointRepository Repository { get; }
     public RepositoryLayout Layout => Repository.Layout;
+    public FaultInjectingBackend? Faults { get; }
+    /// <summary>The repository's folder, as a backend without faults.</summary>
+    public LocalFolderBackend Folder => Repository.Backend.Folder();
 
     /// <summary>A path beside the repository (images, restore targets).</summary>
     public string File(string name) => _temp.File(name);
