@@ -5,14 +5,16 @@
 param(
     [Parameter(Mandatory)] [string] $PesterPath,
     [Parameter(Mandatory)] [string] $ModulePath,
-    [Parameter(Mandatory)] [string] $ResultPath
+    [Parameter(Mandatory)] [string] $ResultPath,
+    # Only these test files (names like Libvirt or Libvirt.Tests.ps1); all of them by default.
+    [string[]] $Only
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $PesterPath -Force
 # The tests import the module from here, in this process and in the child processes they start.
 $env:VMCHECKPOINT_TEST_MODULE = (Resolve-Path $ModulePath).Path
 $config = New-PesterConfiguration
-$config.Run.Path = $PSScriptRoot
+$config.Run.Path = if ($Only) { $Only -split "," | ForEach-Object { Join-Path $PSScriptRoot ($_ -replace '(\.Tests\.ps1)?$', '.Tests.ps1') } } else { $PSScriptRoot }
 $config.Run.PassThru = $true
 $config.Output.Verbosity = 'Detailed'
 $config.TestResult.Enabled = $true

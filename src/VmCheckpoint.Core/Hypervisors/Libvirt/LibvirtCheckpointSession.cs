@@ -33,6 +33,8 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         private bool _created;
         /// <summary>The domain was not running: its files were read, and it must still not be running when they are sealed.</summary>
         private bool _shutOff;
+        /// <summary>The overlays a live snapshot put the guest on, until they are merged back.</summary>
+        private List<(string Target, string Overlay)>? _overlays;
 
         private LibvirtCheckpointSession(LibvirtHypervisor hypervisor, LibvirtDomain domain, IJobReporter reporter)
         {
@@ -89,6 +91,12 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 _notes.Add("A backup job left by an interrupted run was ended.");
             }
             var disks = DomainXml.Disks(_domain.GetXml());
+            if (disks.Any(d => IsOverlay(d.SourceFile)))
+            {
+                MergeOverlays(disks.Where(d => IsOverlay(d.SourceFile)).Select(d => (d.Target, d.SourceFile!)).ToList(), strict: true);
+                _notes.Add("The overlays an interrupted memory checkpoint left were merged back into the disks.");
+                disks = DomainXml.Disks(_domain.GetXml());
+            }
             var checkpoints = _domain.ListCheckpoints();
             string? parent = plan.ParentTrackingId;
             bool incremental = !plan.Full && parent != null && checkpoints.Contains(parent);
@@ -98,6 +106,29 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             _workDir = PrivateFolder.Create("vmcheckpoint-"); // qemu creates the NBD socket and scratch files here
             string socket = Path.Combine(_workDir, "nbd.sock");
             NewTrackingId = CheckpointPrefix + DateTime.UtcNow.ToString("yyyyMMddHHmmssfff") + "-" + Guid.NewGuid().ToString("N").Substring(0, 4);
+            if (plan.IncludeMemory)
+            {
+                string? why = LiveSnapshotUnavailable(disks);
+                if (why is null)
+                {
+                    try
+                    {
+                        OpenWithLiveSnapshot(plan, disks, incremental ? parent : null);
+                        return;
+                    }
+                    catch (LibvirtException e) when (_overlays is null)
+                    {
+                        // The snapshot is atomic: refused, it changed nothing. Its checkpoint goes, and the slower way follows.
+                        why = $"the live snapshot was refused ({e.Message})";
+                        if (_created) _domain.DeleteCheckpoint(NewTrackingId!, metadataOnly: false);
+                        _created = false;
+                        foreach (var d in _disks) d.Image.Dispose();
+                        _disks.Clear();
+                    }
+                }
+                _reporter.Warning($"'{VmName}' is stopped while its memory is written out (the slower way): {why}.");
+                _notes.Add($"Memory taken with the VM stopped: {why}.");
+            }
             _created = true;
 
             var clock = Stopwatch.StartNew();
@@ -153,6 +184,89 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 _disks.Add(new DiskSource(disk.Target, image, tracked ? image.GetChangedExtents() : null, disk.SourceFile));
             }
             if (stateFile != null) Memory = new DiskSource("memory", DiskImage.Open(stateFile), null, stateFile);
+        }
+
+        /// <summary>What marks an overlay file of a memory checkpoint: "&lt;disk file&gt;.vmcheckpoint-overlay-&lt;run&gt;.qcow2".</summary>
+        internal const string OverlayMarker = ".vmcheckpoint-overlay-";
+
+        /// <summary>Set VMCHECKPOINT_MEMORY_ROUTE=save to take memory the older way (save, restore paused, backup, resume).</summary>
+        public const string MemoryRouteVariable = "VMCHECKPOINT_MEMORY_ROUTE";
+
+        private static bool IsOverlay(string? file) => file != null && Path.GetFileName(file).Contains(OverlayMarker);
+
+        /// <summary>Why the live snapshot route cannot take this domain's memory, or null when it can.</summary>
+        private static string? LiveSnapshotUnavailable(List<DomainDisk> disks)
+        {
+            if (string.Equals(Environment.GetEnvironmentVariable(MemoryRouteVariable), "save", StringComparison.OrdinalIgnoreCase))
+                return $"{MemoryRouteVariable}=save asks for it";
+            var other = disks.FirstOrDefault(d => d.Type != "file" || d.SourceFile is null);
+            if (other != null) return $"disk {other.Target} is of type {other.Type}, and only file disks get an overlay";
+            return null;
+        }
+
+        /// <summary>
+        /// Memory and disks of one instant while the guest runs on: a new checkpoint (the next run's parent; its bitmap
+        /// starts an instant before, so it marks a little more than needed, never less), then a live external snapshot:
+        /// memory written while the guest runs, then one stop of milliseconds in which each disk switches to an overlay
+        /// beside it. The disk files underneath stay as they were at that instant and are read as files (changes from
+        /// the parent checkpoint's bitmap, which qemu stored in them); Seal merges the overlays back (blockcommit).
+        /// A run that dies meanwhile leaves the guest running on the overlays: the next run merges them first.
+        /// </summary>
+        private void OpenWithLiveSnapshot(CheckpointPlan plan, List<DomainDisk> disks, string? parent)
+        {
+            var checkpoint = new StringBuilder("<domaincheckpoint><name>").Append(NewTrackingId).Append("</name><disks>");
+            foreach (var d in disks)
+                checkpoint.Append("<disk name='").Append(DomainXml.Escape(d.Target)).Append("' checkpoint='").Append(d.IsQcow2 ? "bitmap" : "no").Append("'/>");
+            _domain.CreateCheckpoint(checkpoint.Append("</disks></domaincheckpoint>").ToString());
+            _created = true;
+
+            string stateFile = Path.Combine(_workDir!, "memory.save");
+            string run = NewTrackingId!.Substring(CheckpointPrefix.Length);
+            var overlays = disks.Select(d => (d.Target, Overlay: d.SourceFile + OverlayMarker + run + ".qcow2")).ToList();
+            var snapshot = new StringBuilder("<domainsnapshot><memory snapshot='external' file='").Append(DomainXml.Escape(stateFile)).Append("'/><disks>");
+            foreach (var (target, overlay) in overlays)
+                snapshot.Append("<disk name='").Append(DomainXml.Escape(target)).Append("' snapshot='external' type='file'><driver type='qcow2'/><source file='")
+                        .Append(DomainXml.Escape(overlay)).Append("'/></disk>");
+            snapshot.Append("</disks></domainsnapshot>");
+            var clock = Stopwatch.StartNew();
+            _domain.CreateLiveSnapshot(snapshot.ToString());
+            _overlays = overlays;
+            PauseSeconds = (_domain.LastJobDowntime() ?? clock.Elapsed).TotalSeconds;
+            _notes.Add($"Memory taken live: the guest stood still {PauseSeconds * 1000:0} ms.");
+
+            foreach (var disk in disks)
+            {
+                var image = DiskImage.Open(disk.SourceFile!, new BackingChain(), null, disk.IsQcow2 ? DiskFormat.Qcow2 : DiskFormat.Raw);
+                List<DiskExtent>? changes = null;
+                if (parent != null && image is Disks.Qcow2.Qcow2Image q && SameFile(plan, disk))
+                {
+                    changes = q.GetChangesSince(parent, ShutOffChangeAlignment, out string reason);
+                    if (changes == null) _notes.Add($"Disk {disk.Target}: every data block was read: {reason}.");
+                }
+                _disks.Add(new DiskSource(disk.Target, image, changes, disk.SourceFile));
+            }
+            Memory = new DiskSource("memory", DiskImage.Open(stateFile), null, stateFile);
+        }
+
+        /// <summary>
+        /// Merges overlays back into the disks underneath and deletes them. Strict (at the start of a run): a failure
+        /// fails the run, which must not read disks that are not the guest's. Otherwise it is only reported: the
+        /// checkpoint is whole, the guest runs on, and the next run merges what is left.
+        /// </summary>
+        private void MergeOverlays(List<(string Target, string Overlay)> overlays, bool strict)
+        {
+            foreach (var (target, overlay) in overlays)
+            {
+                try
+                {
+                    _domain.CommitActiveLayer(target, TimeSpan.FromMinutes(10));
+                    File.Delete(overlay);
+                }
+                catch (Exception e) when (!strict && (e is LibvirtException || e is IOException || e is UnauthorizedAccessException))
+                {
+                    _reporter.Warning($"'{VmName}' still runs on {overlay} ({e.Message}): the next checkpoint merges it back into its disk.");
+                }
+            }
         }
 
         private void StartBackup(List<DomainDisk> disks, string socket, string? parent)
@@ -227,6 +341,14 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
 
         public string? Seal()
         {
+            if (_overlays != null)
+            {
+                // Everything is read: the guest goes back onto its own disk files.
+                EndBackup();
+                var overlays = _overlays;
+                _overlays = null;
+                MergeOverlays(overlays, strict: false);
+            }
             // Started while its files were read: what was read may be torn, and nothing can tell which part.
             if (_shutOff && _domain.IsActive)
                 throw new VmBusyException($"'{VmName}' was started while its disk files were read: run the checkpoint again.");
@@ -277,6 +399,12 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             try
             {
                 EndBackup();
+                if (_overlays != null)
+                {
+                    var overlays = _overlays;
+                    _overlays = null;
+                    MergeOverlays(overlays, strict: false);
+                }
                 if (!_committed && _created && NewTrackingId != null && _domain.IsActive)
                 {
                     // Deleting the new checkpoint merges its bitmap into its parent's: the next run stays incremental.

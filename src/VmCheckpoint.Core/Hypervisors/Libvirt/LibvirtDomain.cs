@@ -116,6 +116,75 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             }
         }
 
+        /// <summary>Creates a checkpoint (libvirt's record and a dirty bitmap in each qcow2 it names) without a backup.</summary>
+        public void CreateCheckpoint(string xml)
+        {
+            var cp = LibvirtNative.virDomainCheckpointCreateXML(Handle, xml, 0);
+            if (cp == IntPtr.Zero) throw LibvirtNative.LastError($"Creating a checkpoint of '{Name}'");
+            LibvirtNative.virDomainCheckpointFree(cp);
+        }
+
+        /// <summary>
+        /// A live external snapshot without libvirt metadata: memory into its file while the guest runs, then each disk
+        /// switched to a new overlay at one instant; the disks underneath stay as they were at that instant.
+        /// </summary>
+        public void CreateLiveSnapshot(string xml)
+        {
+            var snapshot = LibvirtNative.virDomainSnapshotCreateXML(Handle, xml,
+                LibvirtNative.SnapshotNoMetadata | LibvirtNative.SnapshotAtomic | LibvirtNative.SnapshotLive);
+            if (snapshot == IntPtr.Zero) throw LibvirtNative.LastError($"Taking a live snapshot of '{Name}'");
+            LibvirtNative.virDomainSnapshotFree(snapshot);
+        }
+
+        /// <summary>The guest's downtime of the last completed job (a live snapshot's final stop), or null when not reported.</summary>
+        public TimeSpan? LastJobDowntime()
+        {
+            if (LibvirtNative.virDomainGetJobStats(Handle, out _, out var parameters, out int count, LibvirtNative.JobStatsCompleted) < 0)
+            {
+                LibvirtNative.virResetLastError();
+                return null;
+            }
+            try
+            {
+                // virTypedParameter: char field[80]; int type; (padding) union value (8 bytes).
+                const int Size = 96, ValueOffset = 88;
+                for (int i = 0; i < count; i++)
+                {
+                    IntPtr p = parameters + i * Size;
+                    if (Marshal.ReadInt32(p, 80) != LibvirtNative.TypedParamULLong) continue;
+                    if (LibvirtNative.PtrToUtf8(p) == "downtime") return TimeSpan.FromMilliseconds(Marshal.ReadInt64(p, ValueOffset));
+                }
+                return null;
+            }
+            finally
+            {
+                LibvirtNative.virTypedParamsFree(parameters, count);
+            }
+        }
+
+        /// <summary>
+        /// Merges the active overlay of <paramref name="disk"/> back into the disk underneath while the guest runs, and
+        /// switches the guest to it (blockcommit --active --pivot). Returns when the guest runs on the disk underneath.
+        /// </summary>
+        public void CommitActiveLayer(string disk, TimeSpan timeout)
+        {
+            if (LibvirtNative.virDomainBlockCommit(Handle, disk, null, null, 0, LibvirtNative.BlockCommitActive) < 0)
+                throw LibvirtNative.LastError($"Merging the overlay of disk {disk} of '{Name}'");
+            var clock = System.Diagnostics.Stopwatch.StartNew();
+            while (true)
+            {
+                int got = LibvirtNative.virDomainGetBlockJobInfo(Handle, disk, out var info, 0);
+                if (got < 0) throw LibvirtNative.LastError($"Following the merge of disk {disk} of '{Name}'");
+                // Ready once everything is copied: then the switch. Before that, libvirt refuses it ("not ready").
+                if (got == 1 && info.End > 0 && info.Cur == info.End && LibvirtNative.virDomainBlockJobAbort(Handle, disk, LibvirtNative.BlockJobAbortPivot) == 0)
+                    return;
+                LibvirtNative.virResetLastError();
+                if (clock.Elapsed > timeout)
+                    throw new LibvirtException($"The merge of disk {disk} of '{Name}' did not finish within {timeout.TotalSeconds:0} s; it goes on, and the next checkpoint finishes it.", 0, 0);
+                System.Threading.Thread.Sleep(20);
+            }
+        }
+
         /// <summary>Saves memory and device state to a file; the domain stops.</summary>
         public void Save(string file)
         {

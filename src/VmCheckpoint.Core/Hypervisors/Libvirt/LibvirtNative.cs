@@ -55,6 +55,29 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         [DllImport(Lib)] public static extern int virDomainCreate(IntPtr dom);
         [DllImport(Lib)] public static extern int virDomainDestroy(IntPtr dom);
         [DllImport(Lib)] public static extern int virDomainUndefineFlags(IntPtr dom, uint flags);
+        // Live external snapshots (memory checkpoints): virDomainSnapshotCreateFlags, virDomainBlockCommitFlags,
+        // virDomainBlockJobAbortFlags, virDomainGetJobStatsFlags.
+        public const uint SnapshotNoMetadata = 4, SnapshotAtomic = 128, SnapshotLive = 256;
+        public const uint BlockCommitActive = 4;
+        public const uint BlockJobAbortPivot = 2;
+        public const uint JobStatsCompleted = 1;
+        public const int TypedParamULLong = 4;
+        [DllImport(Lib)] public static extern IntPtr virDomainSnapshotCreateXML(IntPtr dom, string xml, uint flags);
+        [DllImport(Lib)] public static extern int virDomainSnapshotFree(IntPtr snapshot);
+        [DllImport(Lib)] public static extern IntPtr virDomainCheckpointCreateXML(IntPtr dom, string xml, uint flags);
+        [DllImport(Lib)] public static extern int virDomainBlockCommit(IntPtr dom, string disk, string? bas, string? top, ulong bandwidth, uint flags);
+        [DllImport(Lib)] public static extern int virDomainGetBlockJobInfo(IntPtr dom, string disk, out BlockJobInfo info, uint flags);
+        [DllImport(Lib)] public static extern int virDomainBlockJobAbort(IntPtr dom, string disk, uint flags);
+        [DllImport(Lib)] public static extern int virDomainGetJobStats(IntPtr dom, out int type, out IntPtr parameters, out int count, uint flags);
+        [DllImport(Lib)] public static extern void virTypedParamsFree(IntPtr parameters, int count);
+
+        [StructLayout(LayoutKind.Sequential)]
+        public struct BlockJobInfo
+        {
+            public int Type;
+            public ulong Bandwidth, Cur, End;
+        }
+
         [DllImport(Lib)] public static extern IntPtr virGetLastError();
         [DllImport(Lib)] public static extern void virResetLastError();
         [DllImport(Lib)] public static extern int virInitialize();
