@@ -5,7 +5,7 @@
         Name        = 'The VM whose checkpoint to restore.'
         Id          = 'The checkpoint id (or a unique prefix); the VM''s latest checkpoint when omitted.'
         Destination = 'The folder to write the disks into; created if needed.'
-        DiskFormat  = 'qcow2, raw or vhdx. qcow2 by default; vhdx by default when the VM is registered on Hyper-V.'
+        DiskFormat  = 'qcow2, raw, vhdx or vhd (a dynamic VHD, for Hyper-V 2008 to 2012 R2 and Virtual PC). qcow2 by default; with -Register, the format the target hypervisor runs its VMs from (vhdx on Hyper-V).'
         DiskName    = 'Restore only these disks (by name, for example vda or disk1).'
         DifferencingParent = 'With -DiskFormat vhdx: a folder holding an earlier restore of this VM (<disk>.vhdx). Each disk is written as <disk>.avhdx, a differencing VHDX on that parent holding only the blocks that differ from it, as a Hyper-V checkpoint chain needs.'
         ConnectionUri = 'The libvirt host to define the VM on, with -Register, -Start or -ResumeMemory (qemu:///system by default): the same host or another one.'

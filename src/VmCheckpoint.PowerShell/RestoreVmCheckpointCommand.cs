@@ -30,7 +30,7 @@ namespace VmCheckpoint.PowerShell
 
         /// <summary>qcow2, raw or vhdx; by default qcow2, or vhdx when the VM is registered on Hyper-V.</summary>
         [Parameter]
-        [ValidateSet("qcow2", "raw", "vhdx", IgnoreCase = true)]
+        [ValidateSet("qcow2", "raw", "vhdx", "vhd", IgnoreCase = true)]
         public string? DiskFormat { get; set; }
 
         /// <summary>Restore only these disks.</summary>

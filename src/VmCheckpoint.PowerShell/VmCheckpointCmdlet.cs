@@ -203,6 +203,7 @@ namespace VmCheckpoint.PowerShell
             RepositoryNotFoundException r when r.Unreachable => (ErrorCategory.ResourceUnavailable, "RepositoryUnreachable"),
             RepositoryNotFoundException _ => (ErrorCategory.ObjectNotFound, "RepositoryNotFound"),
             DiskInUseException _ => (ErrorCategory.ResourceBusy, "DiskInUse"),
+            ImageFormatException _ => (ErrorCategory.InvalidData, "UnsupportedImageFormat"),
             CorruptImageException _ => (ErrorCategory.InvalidData, "CorruptImage"),
             BlockDamagedException _ => (ErrorCategory.InvalidData, "BlockDamaged"),
             InvalidDataException _ => (ErrorCategory.InvalidData, "InvalidData"),

@@ -175,6 +175,20 @@ namespace VmCheckpoint.Core.Disks
         }
 
         /// <summary>
+        /// Reads up to <paramref name="count"/> bytes at <paramref name="position"/> and returns how many the file had there
+        /// (fewer only at its end): directly through <paramref name="direct"/> where it can, else through <paramref name="file"/>.
+        /// For readers to whom bytes past the end are a damaged image, not zeros.
+        /// </summary>
+        public static int ReadAtMost(DirectFile? direct, Stream file, long position, byte[] buffer, int index, int count)
+        {
+            int got = direct?.TryRead(position, buffer, index, count) ?? -1;
+            if (got >= 0) return got;
+            if (position >= file.Length) return 0;
+            file.Position = position;
+            return StreamIO.ReadAtMost(file, buffer, index, count);
+        }
+
+        /// <summary>
         /// Writes <paramref name="count"/> bytes at <paramref name="position"/>: directly through <paramref name="direct"/>
         /// where it can, else through <paramref name="file"/>, whose writeback <paramref name="writeBehind"/> then starts.
         /// </summary>

@@ -6,5 +6,7 @@ namespace VmCheckpoint.Core.Disks
         Raw,
         Qcow2,
         Vhdx,
+        /// <summary>VHD, Virtual PC's and Hyper-V's older format (fixed, dynamic, differencing); qemu calls it vpc.</summary>
+        Vhd,
     }
 }

@@ -1,4 +1,5 @@
 using System;
+using System.Collections.Generic;
 using System.Diagnostics;
 using System.IO;
 using System.Linq;
@@ -34,8 +35,44 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             return null;
         }
 
-        /// <summary>Adds an enabled bitmap: from now on every write to the image by qemu is recorded in it.</summary>
-        public bool TryAdd(string image, string name, out string error) => TryRun(out error, "bitmap", "--add", "-f", "qcow2", image, name);
+        /// <summary>
+        /// Adds an enabled bitmap: from now on every write to the image by qemu is recorded in it. The image is checked
+        /// first (<see cref="WhyNotWritable"/>): nothing is written into one that has not passed.
+        /// </summary>
+        public bool TryAdd(string image, string name, out string error)
+        {
+            string? why = WhyNotWritable(image);
+            if (why != null)
+            {
+                error = $"nothing was written into it: {why}";
+                return false;
+            }
+
+            return TryRun(out error, "bitmap", "--add", "-f", "qcow2", image, name);
+        }
+
+        /// <summary>
+        /// Why a bitmap must not be written into <paramref name="path"/>, or null when it may: the image must open as a
+        /// qcow2, every L1 and L2 entry must point inside the file, and nothing its writer relies on may be damaged. qemu-img
+        /// allocates the bitmap's clusters by the refcounts: trusting broken ones could put them over the guest's data.
+        /// </summary>
+        internal static string? WhyNotWritable(string path)
+        {
+            try
+            {
+                using IDiskImage image = DiskImage.Open(path, DiskFormat.Qcow2);
+                var q = (Qcow2Image)image;
+                if (q.Header.IsMarkedCorrupt) return "qemu marked it corrupt";
+                IReadOnlyList<string> warnings = DiskImage.GetWarnings(image);
+                if (warnings.Count > 0) return warnings[0];
+                DiskImage.CheckTables(image);
+                return null;
+            }
+            catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
+            {
+                return e.Message;
+            }
+        }
 
         public bool TryRemove(string image, string name, out string error) => TryRun(out error, "bitmap", "--remove", "-f", "qcow2", image, name);
 

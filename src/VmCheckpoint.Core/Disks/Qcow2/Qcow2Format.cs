@@ -22,6 +22,14 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         public const int SnapshotsOffsetOffset = 64;
         public const int V2HeaderLength = 72;
 
+        // Refcount table and snapshot table limits (qemu's QCOW_MAX_REFTABLE_SIZE, QCOW_MAX_SNAPSHOTS, ...).
+        public const long MaxRefcountTableBytes = 8L * 1024 * 1024;
+        public const ulong RefcountTableReservedMask = 0x1ffUL;
+        public const int MaxSnapshots = 65536;
+        public const int MaxSnapshotExtraData = 1024;
+        public const long MaxSnapshotTableBytes = 64L * 1024 * 1024;
+        public const int SnapshotFixedLength = 40;
+
         // Version 3 additions.
         public const int IncompatibleFeaturesOffset = 72;
         public const int CompatibleFeaturesOffset = 80;
@@ -62,11 +70,14 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         public const uint ExtensionEnd = 0x00000000;
         public const uint ExtensionBackingFormat = 0xe2792aca;
         public const uint ExtensionBitmaps = 0x23852875;
+        public const uint ExtensionDataFile = 0x44415441; // "DATA": the external data file's name
 
         // Bitmaps extension: nb_bitmaps (4), reserved (4), bitmap_directory_size (8), bitmap_directory_offset (8).
         public const int BitmapsExtensionLength = 24;
         /// <summary>Autoclear bit 0: the bitmaps extension is consistent. A writer that does not know bitmaps clears it.</summary>
         public const ulong AutoclearBitmaps = 1UL << 0;
+        /// <summary>Autoclear bit 1: the external data file is a consistent raw image by itself.</summary>
+        public const ulong AutoclearRawExternalData = 1UL << 1;
         /// <summary>qemu's own limits (QCOW2_MAX_BITMAPS, QCOW2_MAX_BITMAP_DIRECTORY_SIZE): nothing larger is real.</summary>
         public const int MaxBitmaps = 65535;
         public const long MaxBitmapDirectoryBytes = 1024L * MaxBitmaps;

@@ -29,8 +29,20 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         public long BitmapDirectorySize { get; private set; }
         public long BitmapDirectoryOffset { get; private set; }
         public bool HasBitmapsExtension { get; private set; }
+        /// <summary>The external data file's name as the image records it (incompatible bit 2), or null.</summary>
+        public string? DataFileName { get; private set; }
+        public long RefcountTableOffset { get; private set; }
+        public long RefcountTableClusters { get; private set; }
+        public long SnapshotCount { get; private set; }
+        public long SnapshotsOffset { get; private set; }
 
         public bool IsDirty => (IncompatibleFeatures & IncompatDirty) != 0;
+        /// <summary>qemu found its metadata inconsistent and stopped writing it; it may still be read (qemu reads it read-only).</summary>
+        public bool IsMarkedCorrupt => (IncompatibleFeatures & IncompatCorrupt) != 0;
+        /// <summary>Guest clusters live in an external data file, at their guest offsets (incompatible bit 2).</summary>
+        public bool HasDataFile => (IncompatibleFeatures & IncompatExternalDataFile) != 0;
+        /// <summary>The external data file is itself a consistent raw image (autoclear bit 1).</summary>
+        public bool HasRawDataFile => HasDataFile && (AutoclearFeatures & AutoclearRawExternalData) != 0;
         public bool HasExtendedL2 => (IncompatibleFeatures & IncompatExtendedL2) != 0;
         public int L2EntryBytes => HasExtendedL2 ? ExtendedL2EntrySize : L2EntrySize;
         /// <summary>log2 of the number of entries in one L2 table.</summary>
@@ -87,8 +99,9 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                     throw Corrupt(path, $"refcount_order {refcountOrder} is larger than {MaxRefcountOrder}");
                 header.RefcountOrder = (int)refcountOrder;
                 uint headerLength = BinaryPrimitives.ReadUInt32BigEndian(h.Slice(HeaderLengthOffset));
-                if (headerLength < V3MinHeaderLength || headerLength > clusterSize || headerLength % ExtensionAlignment != 0)
-                    throw Corrupt(path, $"header_length {headerLength} must be a multiple of 8 between {V3MinHeaderLength} and the cluster size {clusterSize}");
+                // The specification asks for a multiple of 8; qemu takes any length in range, and so does this reader.
+                if (headerLength < V3MinHeaderLength || headerLength > clusterSize)
+                    throw Corrupt(path, $"header_length {headerLength} must be between {V3MinHeaderLength} and the cluster size {clusterSize}");
                 header.HeaderLength = (int)headerLength;
                 if (headerLength > CompressionTypeOffset)
                 {
@@ -99,6 +112,11 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             }
 
             header.CheckFeatures(path);
+            // Read as they are; whether they make sense is checked later, as warnings (Qcow2Health): the guest's data does not depend on them.
+            header.RefcountTableOffset = (long)Math.Min(long.MaxValue, BinaryPrimitives.ReadUInt64BigEndian(h.Slice(RefcountTableOffsetOffset)));
+            header.RefcountTableClusters = BinaryPrimitives.ReadUInt32BigEndian(h.Slice(RefcountTableClustersOffset));
+            header.SnapshotCount = BinaryPrimitives.ReadUInt32BigEndian(h.Slice(NbSnapshotsOffset));
+            header.SnapshotsOffset = (long)Math.Min(long.MaxValue, BinaryPrimitives.ReadUInt64BigEndian(h.Slice(SnapshotsOffsetOffset)));
 
             uint l1Size = BinaryPrimitives.ReadUInt32BigEndian(h.Slice(L1SizeOffset));
             ulong l1Offset = BinaryPrimitives.ReadUInt64BigEndian(h.Slice(L1TableOffsetOffset));
@@ -115,6 +133,10 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             uint backingSize = BinaryPrimitives.ReadUInt32BigEndian(h.Slice(BackingFileSizeOffset));
             header.ReadExtensions(path, firstCluster, backingOffset);
             header.ReadBackingFileName(path, firstCluster, backingOffset, backingSize);
+            if (header.HasDataFile && header.DataFileName == null)
+                throw Corrupt(path, "image keeps its data in an external data file but names none (no data file name extension); qemu needs it given as an option, and so would this reader");
+            if (header.HasRawDataFile && header.BackingFileName != null)
+                throw Corrupt(path, "image has both a raw external data file and a backing file, which the format forbids");
             return header;
         }
 
@@ -123,10 +145,6 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             ulong unknown = IncompatibleFeatures & ~IncompatKnown;
             if (unknown != 0)
                 throw Corrupt(path, $"unknown incompatible feature bits 0x{unknown:x}; refusing to guess their meaning");
-            if ((IncompatibleFeatures & IncompatCorrupt) != 0)
-                throw Corrupt(path, "image is marked corrupt by qemu (incompatible feature bit 1); repair it with qemu-img check -r");
-            if ((IncompatibleFeatures & IncompatExternalDataFile) != 0)
-                throw Corrupt(path, "image keeps its data in an external data file, which is not supported");
 
             bool typeBit = (IncompatibleFeatures & IncompatCompressionType) != 0;
             if (CompressionType != CompressionZlib && CompressionType != CompressionZstd)
@@ -167,7 +185,13 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 long dataStart = pos + ExtensionHeaderLength;
                 if (length > end - dataStart)
                     throw Corrupt(path, $"header extension 0x{type:x8} at {pos} claims {length} bytes, past the end of the header area ({end})");
-                if (type == ExtensionBackingFormat)
+                if (type == ExtensionDataFile)
+                {
+                    if (length == 0 || length > MaxBackingFileNameLength)
+                        throw Corrupt(path, $"external data file name extension has length {length} (1..{MaxBackingFileNameLength})");
+                    DataFileName = DecodeName(path, firstCluster, (int)dataStart, (int)length, "external data file name");
+                }
+                else if (type == ExtensionBackingFormat)
                 {
                     if (length == 0 || length > MaxBackingFormatLength)
                         throw Corrupt(path, $"backing format extension has length {length} (1..{MaxBackingFormatLength})");

@@ -12,14 +12,18 @@ namespace VmCheckpoint.Core.Disks.Qcow2
     /// Guest ranges are mapped through the L1/L2 tables into runs (<see cref="Segment"/>) that are merged
     /// while their host bytes stay contiguous, so a large read becomes few host reads.
     /// </summary>
-    internal sealed class Qcow2Image : IDiskImage
+    internal sealed class Qcow2Image : IDiskImage, IImageWarnings
     {
         /// <summary>Bytes of L2 tables kept; 4 MiB maps 32 GiB of guest with 64 KiB clusters.</summary>
         internal const long L2CacheBudgetBytes = 4L * 1024 * 1024;
 
         private readonly Stream _file;
-        private readonly DirectFile? _direct;
         private readonly long _fileLength;
+        // Where guest clusters live: the image file itself, or its external data file.
+        private readonly Stream _data;
+        private readonly DirectFile? _direct;
+        private readonly long _dataLength;
+        private readonly List<string> _warnings;
         private readonly Qcow2Header _header;
         private readonly ulong[] _l1;
         private readonly IDiskImage? _backing;
@@ -31,12 +35,16 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         private ulong _decompressedDescriptor;
         private bool _haveDecompressed;
 
-        private Qcow2Image(string path, Stream file, Qcow2Header header, ulong[] l1, IDiskImage? backing)
+        private Qcow2Image(string path, Stream file, Qcow2Header header, ulong[] l1, IDiskImage? backing, FileStream? dataFile, List<string> warnings)
         {
             Path = path;
             _file = file;
-            _direct = file is FileStream ? DirectFile.TryOpenForReading(path) : null;
             _fileLength = file.Length;
+            _data = dataFile ?? file;
+            DataFilePath = dataFile?.Name;
+            _direct = _data is FileStream ? DirectFile.TryOpenForReading(DataFilePath ?? path) : null;
+            _dataLength = _data.Length;
+            _warnings = warnings;
             _header = header;
             _l1 = l1;
             _backing = backing;
@@ -51,6 +59,18 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         public long VirtualSize => _header.Size;
         internal Qcow2Header Header => _header;
         internal IDiskImage? Backing => _backing;
+        /// <summary>The external data file that holds the guest clusters, or null when they are in the image.</summary>
+        internal string? DataFilePath { get; }
+
+        public IReadOnlyList<string> Warnings
+        {
+            get
+            {
+                var all = new List<string>(_warnings);
+                if (_backing != null) all.AddRange(DiskImage.GetWarnings(_backing));
+                return all;
+            }
+        }
 
         /// <summary>Host data reads issued so far (tests check that reads are coalesced).</summary>
         internal int HostReadCount { get; private set; }
@@ -79,8 +99,18 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         {
             Qcow2Header header = Qcow2Header.Read(path, file);
             ulong[] l1 = ReadL1(path, file, header);
-            IDiskImage? backing = header.BackingFileName == null ? null : OpenBacking(path, header, chain);
-            return new Qcow2Image(path, file, header, l1, backing);
+            List<string> warnings = Qcow2Health.Check(path, file, header);
+            FileStream? data = header.HasDataFile ? OpenDataFile(path, header) : null;
+            try
+            {
+                IDiskImage? backing = header.BackingFileName == null ? null : OpenBacking(path, header, chain);
+                return new Qcow2Image(path, file, header, l1, backing, data, warnings);
+            }
+            catch
+            {
+                data?.Dispose();
+                throw;
+            }
         }
 
         public IEnumerable<DiskExtent> GetDataExtents(long offset, long length)
@@ -101,8 +131,10 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 {
                     case SegmentKind.Data:
                         HostReadCount++;
-                        // A data cluster may end past EOF (qemu writes only the subclusters it needs): zeros.
-                        DirectFile.ReadAtZeroPadded(_direct, _file, s.Host, buffer, at, n);
+                        // Mapping checked that the range lies in the file: short means it shrank since.
+                        int got = DirectFile.ReadAtMost(_direct, _data, s.Host, buffer, at, n);
+                        if (got < n)
+                            throw new CorruptImageException(Path, $"{DataFileName} ends at {s.Host + got}, inside the data of guest offset {s.Guest + got} (it shrank while open?)");
                         break;
                     case SegmentKind.Zero:
                         Array.Clear(buffer, at, n);
@@ -176,7 +208,37 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         {
             _backing?.Dispose();
             _direct?.Dispose();
+            if (_data != _file) _data.Dispose();
             _file.Dispose();
+        }
+
+        private string DataFileName => DataFilePath == null ? "the file" : $"the external data file {DataFilePath}";
+
+        /// <summary>
+        /// Opens the external data file named in the header, relative to the image's folder (qemu takes a relative name
+        /// relative to its working folder, which is the image's when qemu-img created it there).
+        /// </summary>
+        private static FileStream OpenDataFile(string path, Qcow2Header header)
+        {
+            string name = header.DataFileName!;
+            string folder = System.IO.Path.GetDirectoryName(System.IO.Path.GetFullPath(path)) ?? ".";
+            string resolved;
+            try
+            {
+                resolved = System.IO.Path.GetFullPath(System.IO.Path.Combine(folder, name));
+            }
+            catch (Exception e) when (e is ArgumentException || e is NotSupportedException || e is PathTooLongException)
+            {
+                throw new CorruptImageException(path, $"external data file name '{name}' is not a usable path: {e.Message}");
+            }
+
+            if (string.Equals(resolved, System.IO.Path.GetFullPath(path), StringComparison.Ordinal))
+                throw new CorruptImageException(path, "the image names itself as its external data file");
+            if (Directory.Exists(resolved))
+                throw new CorruptImageException(path, $"external data file '{resolved}' is a directory");
+            if (!File.Exists(resolved))
+                throw new FileNotFoundException($"{path}: external data file '{resolved}' (named '{name}') not found", resolved);
+            return DiskImage.OpenRead(resolved);
         }
 
         private static ulong[] ReadL1(string path, Stream file, Qcow2Header header)
@@ -222,8 +284,14 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 case "raw":
                     declared = DiskFormat.Raw;
                     break;
+                case "vpc":
+                    declared = DiskFormat.Vhd;
+                    break;
+                case "vhdx":
+                    declared = DiskFormat.Vhdx;
+                    break;
                 default:
-                    throw new CorruptImageException(path, $"backing format '{header.BackingFormat}' of '{name}' is not supported (qcow2 or raw)");
+                    throw new CorruptImageException(path, $"backing format '{header.BackingFormat}' of '{name}' is not supported (qcow2, raw, vpc or vhdx)");
             }
 
             if (Directory.Exists(resolved))
@@ -237,7 +305,17 @@ namespace VmCheckpoint.Core.Disks.Qcow2
         {
             foreach (Segment s in Map(offset, length))
             {
-                if (s.Kind == SegmentKind.Data || s.Kind == SegmentKind.Compressed)
+                if (s.Kind == SegmentKind.Data && DataFilePath != null)
+                {
+                    // An external data file, raw ones above all, maps every cluster and holds mostly holes: skip them.
+                    foreach (DiskExtent host in SparseFile.GetAllocatedRanges((FileStream)_data, s.Host, s.Length))
+                    {
+                        long from = Math.Max(host.Offset, s.Host);
+                        long to = Math.Min(host.End, s.Host + s.Length);
+                        if (to > from) yield return new DiskExtent(from - s.Host + s.Guest, to - from);
+                    }
+                }
+                else if (s.Kind == SegmentKind.Data || s.Kind == SegmentKind.Compressed)
                 {
                     yield return new DiskExtent(s.Guest, s.Length);
                 }
@@ -307,7 +385,9 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 ulong entry = extended ? l2[2 * index] : l2[index];
                 if ((entry & FlagCompressed) != 0)
                 {
-                    Append(output, SegmentKind.Compressed, pos, clusterEnd - pos, (long)(entry & ~(FlagCopied | FlagCompressed)));
+                    long descriptor = (long)(entry & ~(FlagCopied | FlagCompressed));
+                    CheckCompressed((ulong)descriptor, clusterStart);
+                    Append(output, SegmentKind.Compressed, pos, clusterEnd - pos, descriptor);
                 }
                 else if (!extended)
                 {
@@ -331,13 +411,14 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                     throw new CorruptImageException(Path, $"L2 entry for guest offset {clusterStart} has the zero flag, which version 2 does not have");
                 Append(output, SegmentKind.Zero, pos, clusterEnd - pos, 0);
             }
-            else if (host == 0)
+            else if (host == 0 && !(DataFilePath != null && (entry & FlagCopied) != 0))
             {
+                // Offset 0 is unallocated, except in an external data file, where the copied flag tells cluster 0 apart.
                 Append(output, SegmentKind.Backing, pos, clusterEnd - pos, 0);
             }
             else
             {
-                CheckDataCluster(host, clusterStart);
+                CheckDataCluster(host, clusterStart, _clusterSize);
                 Append(output, SegmentKind.Data, pos, clusterEnd - pos, host + (pos - clusterStart));
             }
         }
@@ -353,9 +434,11 @@ namespace VmCheckpoint.Core.Disks.Qcow2
                 throw new CorruptImageException(Path, $"extended L2 entry for guest offset {clusterStart} marks subclusters both allocated and zero (bitmap 0x{bitmap:x16})");
             if (allocated != 0)
             {
-                if (host == 0)
+                if (host == 0 && !(DataFilePath != null && (entry & FlagCopied) != 0))
                     throw new CorruptImageException(Path, $"extended L2 entry for guest offset {clusterStart} has allocated subclusters but no host cluster");
-                CheckDataCluster(host, clusterStart);
+                // Only the subclusters up to the last allocated one need be in the file: qemu writes no more.
+                int last = 31 - LeadingZeros(allocated);
+                CheckDataCluster(host, clusterStart, (last + 1) << _subclusterBits);
             }
 
             while (pos < clusterEnd)
@@ -388,12 +471,37 @@ namespace VmCheckpoint.Core.Disks.Qcow2
             output.Add(new Segment(kind, guest, length, host));
         }
 
-        private void CheckDataCluster(long host, long guest)
+        /// <summary>
+        /// Checks a data cluster before anything is read from it: aligned, and the <paramref name="used"/> bytes the guest
+        /// reads from it (fewer in the disk's last cluster) inside the file. A cluster past the end of the file is a
+        /// truncated or damaged image: qemu would read it as zeros, which would be a wrong disk, not a sparse one.
+        /// </summary>
+        private void CheckDataCluster(long host, long guest, long used)
         {
             if (host % _clusterSize != 0)
                 throw new CorruptImageException(Path, $"data cluster for guest offset {guest} is at host offset {host}, not aligned to the cluster size {_clusterSize}");
-            if (host >= _fileLength)
-                throw new CorruptImageException(Path, $"data cluster for guest offset {guest} is at host offset {host}, past the end of the file ({_fileLength} bytes)");
+            if (DataFilePath != null && host != guest)
+                throw new CorruptImageException(Path, $"data cluster for guest offset {guest} is at offset {host} of the external data file; it must be at its guest offset");
+            long needed = Math.Min(used, VirtualSize - guest);
+            if (host > _dataLength - needed)
+                throw new CorruptImageException(Path, $"data cluster for guest offset {guest} is at host offset {host} (+{needed} bytes), past the end of {DataFileName} ({_dataLength} bytes): the image was cut short or the entry is damaged");
+        }
+
+        private void CheckCompressed(ulong descriptor, long guest)
+        {
+            if (DataFilePath != null)
+                throw new CorruptImageException(Path, $"L2 entry for guest offset {guest} is compressed, which an image with an external data file cannot have");
+            int x = 62 - (_header.ClusterBits - 8);
+            long hostOffset = (long)(descriptor & ((1UL << x) - 1));
+            if (hostOffset < _clusterSize || hostOffset >= _fileLength)
+                throw new CorruptImageException(Path, $"compressed cluster for guest offset {guest} is at host offset {hostOffset}, outside the data area of the file ({_fileLength} bytes)");
+        }
+
+        private static int LeadingZeros(uint value)
+        {
+            int n = 0;
+            for (uint bit = 1u << 31; bit != 0 && (value & bit) == 0; bit >>= 1) n++;
+            return n;
         }
 
         private ulong[] GetL2Table(long offset, long l1Index)

@@ -5,14 +5,15 @@ using System.IO;
 namespace VmCheckpoint.Core.Disks.Raw
 {
     /// <summary>A raw image: guest offset = file offset, holes of a sparse file are unallocated.</summary>
-    internal sealed class RawImage : IDiskImage
+    internal sealed class RawImage : IDiskImage, IImageWarnings
     {
         private readonly FileStream _file;
         private readonly DirectFile? _direct;
 
-        public RawImage(string path, FileStream file)
+        public RawImage(string path, FileStream file, string? warning = null)
         {
             Path = path;
+            Warnings = warning == null ? new string[0] : new[] { warning };
             _file = file;
             VirtualSize = file.Length;
             _direct = DirectFile.TryOpenForReading(path);
@@ -21,6 +22,7 @@ namespace VmCheckpoint.Core.Disks.Raw
         public string Path { get; }
         public DiskFormat Format => DiskFormat.Raw;
         public long VirtualSize { get; }
+        public IReadOnlyList<string> Warnings { get; }
 
         public IEnumerable<DiskExtent> GetDataExtents(long offset, long length)
         {

@@ -170,7 +170,7 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
             {
                 if (_snapshot.MemoryStateFile is null || !File.Exists(_snapshot.MemoryStateFile))
                     throw new HyperVException($"Checkpoint {_snapshot.Id} of '{VmName}' was taken with memory but has no saved state file.");
-                Memory = new DiskSource("memory", DiskImage.Open(_snapshot.MemoryStateFile), null, _snapshot.MemoryStateFile);
+                Memory = new DiskSource("memory", DiskImage.Open(_snapshot.MemoryStateFile, DiskFormat.Raw), null, _snapshot.MemoryStateFile);
             }
         }
 

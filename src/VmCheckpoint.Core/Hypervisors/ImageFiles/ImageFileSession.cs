@@ -71,6 +71,15 @@ namespace VmCheckpoint.Core.Hypervisors.ImageFiles
             var probes = ImageFileSource.OpenDiskFiles(paths, options.Format);
             try
             {
+                foreach (var d in probes)
+                {
+                    // Metadata the guest data does not depend on may be damaged: the data is read, and the note says so.
+                    foreach (var warning in DiskImage.GetWarnings(d.Image))
+                    {
+                        _notes.Add(warning);
+                        _reporter.Warning(warning);
+                    }
+                }
                 if (options.ChangeTracking)
                 {
                     foreach (var d in probes)

@@ -69,7 +69,7 @@ namespace VmCheckpoint.Core.Hypervisors.ImageFiles
                     DiskNames.Validate(name, full);
                     if (sources.Any(s => string.Equals(s.Name, name, StringComparison.OrdinalIgnoreCase)))
                         throw new ArgumentException($"Two disks would be named '{name}' ({full}); give each disk file a distinct name.");
-                    sources.Add(new DiskSource(name, DiskImage.Open(full), null, full));
+                    sources.Add(new DiskSource(name, DiskImage.Open(full, format), null, full));
                 }
                 return sources;
             }

@@ -14,6 +14,17 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         public string? SourceFile { get; set; }
         public string DriverType { get; set; } = "raw";
         public bool IsQcow2 => string.Equals(DriverType, "qcow2", StringComparison.OrdinalIgnoreCase);
+
+        /// <summary>The format libvirt declares for the file (qemu's driver type): vpc is VHD; a type VmCheckpoint does not read is refused.</summary>
+        public DiskFormat Format => DriverType.ToLowerInvariant() switch
+        {
+            "qcow2" => DiskFormat.Qcow2,
+            "raw" => DiskFormat.Raw,
+            "vpc" => DiskFormat.Vhd,
+            "vhdx" => DiskFormat.Vhdx,
+            _ => throw new ImageFormatException(SourceFile ?? Target, null, DriverType,
+                $"disk {Target} is declared {DriverType}, a format VmCheckpoint does not read; convert it with qemu-img convert -O qcow2"),
+        };
     }
 
     /// <summary>The QEMU guest agent channel of a domain, as its live XML describes it.</summary>

@@ -183,7 +183,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 var image = NbdDiskImage.Connect(socket, disk.Target, tracked ? "qemu:dirty-bitmap:backup-" + disk.Target : null, disk.SourceFile);
                 _disks.Add(new DiskSource(disk.Target, image, tracked ? image.GetChangedExtents() : null, disk.SourceFile));
             }
-            if (stateFile != null) Memory = new DiskSource("memory", DiskImage.Open(stateFile), null, stateFile);
+            if (stateFile != null) Memory = new DiskSource("memory", DiskImage.Open(stateFile, DiskFormat.Raw), null, stateFile);
         }
 
         /// <summary>What marks an overlay file of a memory checkpoint: "&lt;disk file&gt;.vmcheckpoint-overlay-&lt;run&gt;.qcow2".</summary>
@@ -236,7 +236,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
 
             foreach (var disk in disks)
             {
-                var image = DiskImage.Open(disk.SourceFile!, new BackingChain(), null, disk.IsQcow2 ? DiskFormat.Qcow2 : DiskFormat.Raw);
+                var image = DiskImage.Open(disk.SourceFile!, new BackingChain(), null, disk.Format);
                 List<DiskExtent>? changes = null;
                 if (parent != null && image is Disks.Qcow2.Qcow2Image q && SameFile(plan, disk))
                 {
@@ -245,7 +245,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 }
                 _disks.Add(new DiskSource(disk.Target, image, changes, disk.SourceFile));
             }
-            Memory = new DiskSource("memory", DiskImage.Open(stateFile), null, stateFile);
+            Memory = new DiskSource("memory", DiskImage.Open(stateFile, DiskFormat.Raw), null, stateFile);
         }
 
         /// <summary>
@@ -317,7 +317,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             foreach (var disk in DomainXml.Disks(Configuration!))
             {
                 if (disk.SourceFile is null) { _notes.Add($"Disk {disk.Target} has no file and is not checkpointed."); continue; }
-                var image = DiskImage.Open(disk.SourceFile, new BackingChain(), null, disk.IsQcow2 ? DiskFormat.Qcow2 : DiskFormat.Raw);
+                var image = DiskImage.Open(disk.SourceFile, new BackingChain(), null, disk.Format);
                 List<DiskExtent>? changes = null;
                 if (parent != null && image is Disks.Qcow2.Qcow2Image q && SameFile(plan, disk))
                 {
