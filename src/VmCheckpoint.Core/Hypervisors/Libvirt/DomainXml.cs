@@ -85,7 +85,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 disk.Elements("alias").Remove();
                 var driver = disk.Element("driver");
                 if (driver is null) disk.AddFirst(driver = new XElement("driver", new XAttribute("name", "qemu")));
-                driver.SetAttributeValue("type", restored.Format == DiskFormat.Qcow2 ? "qcow2" : "raw");
+                driver.SetAttributeValue("type", restored.Format switch { DiskFormat.Qcow2 => "qcow2", DiskFormat.Vhd => "vpc", DiskFormat.Vhdx => "vhdx", _ => "raw" });
                 driver.AddAfterSelf(new XElement("source", new XAttribute("file", restored.Path)));
             }
             return doc.ToString();

@@ -183,7 +183,15 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 var image = NbdDiskImage.Connect(socket, disk.Target, tracked ? "qemu:dirty-bitmap:backup-" + disk.Target : null, disk.SourceFile);
                 _disks.Add(new DiskSource(disk.Target, image, tracked ? image.GetChangedExtents() : null, disk.SourceFile));
             }
-            if (stateFile != null) Memory = new DiskSource("memory", DiskImage.Open(stateFile, DiskFormat.Raw), null, stateFile);
+            if (stateFile != null) Memory = OpenMemory(stateFile);
+        }
+
+        /// <summary>The saved memory state, page-addressed so that it deduplicates like a disk (SavedState/).</summary>
+        private DiskSource OpenMemory(string stateFile)
+        {
+            var image = SavedState.SavedStateImage.OpenForCheckpoint(stateFile, out string? note);
+            if (note != null) _notes.Add(note);
+            return new DiskSource("memory", image, null, stateFile);
         }
 
         /// <summary>What marks an overlay file of a memory checkpoint: "&lt;disk file&gt;.vmcheckpoint-overlay-&lt;run&gt;.qcow2".</summary>
@@ -245,7 +253,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 }
                 _disks.Add(new DiskSource(disk.Target, image, changes, disk.SourceFile));
             }
-            Memory = new DiskSource("memory", DiskImage.Open(stateFile, DiskFormat.Raw), null, stateFile);
+            Memory = OpenMemory(stateFile);
         }
 
         /// <summary>

@@ -173,6 +173,8 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 defined = _connection.Define(xml);
                 if (request.MemoryStateFile != null)
                 {
+                    // Stored page-addressed: put QEMU's stream back together first.
+                    if (SavedState.SavedStateImage.Rebuild(request.MemoryStateFile)) reporter.Verbose($"Rebuilt the saved state {request.MemoryStateFile} from its pages.");
                     // The saved state carries its own copy of the XML: point its disks at the restored files too.
                     var savedXml = DomainXml.ForRestore(_connection.SavedStateXml(request.MemoryStateFile), request.Disks, newName);
                     _connection.RestoreSaved(request.MemoryStateFile, savedXml, paused: false);
