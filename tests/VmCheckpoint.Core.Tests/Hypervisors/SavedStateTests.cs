@@ -41,10 +41,10 @@ public sealed class SavedStateTests
         foreach (var b in list) { Str(b.Id); U64((ulong)b.Length); }
         U64(0x10); B(0x7E); U32(3);
         var all = parts.ToList();
+        string? last = null; // as QEMU: a CONTINUE record refers to the last block named, in this section or an earlier one
         for (int i = 0; i < all.Count; i++)
         {
             B(i == all.Count - 1 ? (byte)0x03 : (byte)0x02); U32(3);
-            string? last = null;
             foreach (var (block, page, fill) in all[i])
             {
                 ulong cont = block == last ? 0x20UL : 0;

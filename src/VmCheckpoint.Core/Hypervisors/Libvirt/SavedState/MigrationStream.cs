@@ -63,6 +63,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
             uint ramSection = uint.MaxValue;
             bool ramEnded = false;
             var blocks = new List<string>();
+            string? current = null; // the block a CONTINUE record refers to: the last one named, in any earlier section
             while (true)
             {
                 int type = r.PeekByte();
@@ -85,7 +86,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
                     w.Copy32(r); // version
                     if (name != "ram") throw new UnsupportedStreamException($"an iterable section '{name}' before RAM ended");
                     ramSection = id;
-                    RamRecords(r, w, visitor, blocks, start: true);
+                    RamRecords(r, w, visitor, blocks, ref current, start: true);
                     CopyFooter(r, w, id);
                 }
                 else if (type == SectionPart || type == SectionEnd)
@@ -93,7 +94,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
                     w.Copy8(r);
                     uint id = w.Copy32(r);
                     if (id != ramSection) throw new UnsupportedStreamException($"a part of section {id}, not RAM's");
-                    RamRecords(r, w, visitor, blocks, start: false);
+                    RamRecords(r, w, visitor, blocks, ref current, start: false);
                     CopyFooter(r, w, id);
                     if (type == SectionEnd) ramEnded = true;
                 }
@@ -111,10 +112,8 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
             return xml;
         }
 
-        private static void RamRecords(Reader r, Writer w, IVisitor visitor, List<string> blocks, bool start)
+        private static void RamRecords(Reader r, Writer w, IVisitor visitor, List<string> blocks, ref string? current, bool start)
         {
-            string? current = null;
-            var lengths = new Dictionary<string, long>(StringComparer.Ordinal);
             while (true)
             {
                 ulong word = w.Copy64(r);
