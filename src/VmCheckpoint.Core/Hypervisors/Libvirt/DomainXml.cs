@@ -72,6 +72,20 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 root.Element("name")!.Value = newName;
                 root.Element("uuid")?.Remove();
                 foreach (var mac in root.Descendants("interface").Elements("mac").ToList()) mac.Remove();
+                // A copy gets its own files: it must not append to the original's serial log or share its UEFI
+                // variables (TPM state is kept by UUID, and the copy has a new one).
+                string? folder = disks.Count > 0 ? System.IO.Path.GetDirectoryName(disks[0].Path) : null;
+                if (folder != null)
+                {
+                    string Own(string file) => System.IO.Path.Combine(folder, newName + "-" + System.IO.Path.GetFileName(file));
+                    foreach (var source in root.Element("devices")?.Elements().Where(e => e.Name == "serial" || e.Name == "console" || e.Name == "channel")
+                                 .Where(e => (string?)e.Attribute("type") == "file").Elements("source") ?? Enumerable.Empty<XElement>())
+                        if (source.Attribute("path") is { } path) path.Value = Own(path.Value);
+                    foreach (var log in root.Descendants("log").Where(l => l.Attribute("file") != null))
+                        log.Attribute("file")!.Value = Own(log.Attribute("file")!.Value);
+                    if (root.Element("os")?.Element("nvram") is { } nvram && !string.IsNullOrEmpty(nvram.Value))
+                        nvram.Value = Own(nvram.Value); // libvirt makes it from its template when the VM starts
+                }
             }
             root.Elements("seclabel").Remove();
             foreach (var disk in root.Element("devices")?.Elements("disk").ToList() ?? new List<XElement>())
@@ -89,6 +103,32 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 driver.AddAfterSelf(new XElement("source", new XAttribute("file", restored.Path)));
             }
             return doc.ToString();
+        }
+
+        /// <summary>
+        /// The saved state's XML given the identity libvirt chose when the copy was defined (its UUID, its interfaces'
+        /// MAC addresses, in order): the running copy and its definition are one domain.
+        /// </summary>
+        public static string AdoptIdentity(string savedXml, string definedXml)
+        {
+            var saved = XDocument.Parse(savedXml);
+            var defined = XDocument.Parse(definedXml).Root!;
+            var root = saved.Root!;
+            var uuid = (string?)defined.Element("uuid");
+            if (uuid != null)
+            {
+                root.Element("uuid")?.Remove();
+                root.Element("name")!.AddAfterSelf(new XElement("uuid", uuid));
+            }
+            var macs = defined.Element("devices")?.Elements("interface").Select(i => (string?)i.Element("mac")?.Attribute("address")).ToList() ?? new List<string?>();
+            var interfaces = root.Element("devices")?.Elements("interface").ToList() ?? new List<XElement>();
+            for (int i = 0; i < interfaces.Count && i < macs.Count; i++)
+            {
+                if (macs[i] is null) continue;
+                interfaces[i].Elements("mac").Remove();
+                interfaces[i].AddFirst(new XElement("mac", new XAttribute("address", macs[i]!)));
+            }
+            return saved.ToString();
         }
 
         public const string GuestAgentChannelName = "org.qemu.guest_agent.0";

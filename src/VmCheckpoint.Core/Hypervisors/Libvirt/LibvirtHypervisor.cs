@@ -142,10 +142,6 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         {
             if (Hypervisors.HyperV.HyperVConfiguration.IsHyperV(configuration))
                 throw new NotSupportedException($"The checkpoint of '{vmName}' was taken on Hyper-V: restore its disks (Restore-VmCheckpoint -DiskFormat qcow2 without -Register) and define the domain from them.");
-            if (resumeMemory && IsRename(configuration, newName))
-                // libvirt resumes a saved state only under the name and UUID it was saved with ("Target domain name
-                // ... does not match source"): refuse before anything is defined, in words the user can act on.
-                throw new NotSupportedException($"libvirt resumes a memory state only under the VM's own name and UUID: restore '{vmName}' with -ResumeMemory under its own name (-Force replaces it, or on another host), or under '{newName}' without -ResumeMemory (a fresh boot).");
         }
 
         /// <summary>A "new" name equal to the VM's own is no rename: its UUID stays, and its memory state can resume.</summary>
@@ -173,11 +169,14 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
                 defined = _connection.Define(xml);
                 if (request.MemoryStateFile != null)
                 {
-                    // Stored page-addressed: put QEMU's stream back together first.
-                    if (SavedState.SavedStateImage.Rebuild(request.MemoryStateFile)) reporter.Verbose($"Rebuilt the saved state {request.MemoryStateFile} from its pages.");
-                    // The saved state carries its own copy of the XML: point its disks at the restored files too.
-                    var savedXml = DomainXml.ForRestore(_connection.SavedStateXml(request.MemoryStateFile), request.Disks, newName);
-                    _connection.RestoreSaved(request.MemoryStateFile, savedXml, paused: false);
+                    // QEMU's stream is put back together from its pages, and the domain XML it carries is rewritten as the
+                    // definition was (disks at the restored files; for a copy a new name, UUID, MACs and files of its own).
+                    // libvirt compares an XML given at restore with the saved one and refuses another name; one inside
+                    // the file is the domain's own.
+                    string definedXml = defined.GetXml(inactive: true);
+                    SavedState.SavedStateImage.Rebuild(request.MemoryStateFile,
+                        saved => newName is null ? DomainXml.ForRestore(saved, request.Disks, null) : DomainXml.AdoptIdentity(DomainXml.ForRestore(saved, request.Disks, newName), definedXml));
+                    _connection.RestoreSaved(request.MemoryStateFile, null, paused: false);
                     reporter.Verbose($"Resumed '{name}' on {Uri} from its saved memory state.");
                 }
                 else if (request.Start)

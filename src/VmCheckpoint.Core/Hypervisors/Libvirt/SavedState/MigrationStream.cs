@@ -43,19 +43,11 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
         /// Copies <paramref name="input"/> to <paramref name="output"/>, letting <paramref name="visitor"/> handle each
         /// page payload. Returns the domain XML found in libvirt's header.
         /// </summary>
-        public static string Walk(Stream input, Stream output, IVisitor visitor)
+        public static string Walk(Stream input, Stream output, IVisitor visitor, Func<string, string>? rewriteXml = null)
         {
             var r = new Reader(input);
             var w = new Writer(output);
-            var header = r.Bytes(LibvirtHeaderLength);
-            if (Encoding.ASCII.GetString(header, 0, 16) != LibvirtMagic) throw new UnsupportedStreamException("not a libvirt save image");
-            uint compressed = BitConverter.ToUInt32(header, 28);
-            if (compressed != 0) throw new UnsupportedStreamException("the save image is compressed");
-            int dataLength = checked((int)BitConverter.ToUInt32(header, 20));
-            w.Bytes(header);
-            var data = r.Bytes(dataLength);
-            w.Bytes(data);
-            string xml = Encoding.UTF8.GetString(data, 0, Math.Max(0, Array.IndexOf(data, (byte)0) < 0 ? data.Length : Array.IndexOf(data, (byte)0)));
+            string xml = CopyHeader(r, w, rewriteXml);
 
             if (w.Copy32(r) != QemuMagic) throw new UnsupportedStreamException("no QEMU migration stream after the header");
             if (w.Copy32(r) != QemuVersion) throw new UnsupportedStreamException("an unknown migration stream version");
@@ -109,6 +101,45 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
             }
             if (!ramEnded) throw new UnsupportedStreamException("the RAM section never ended");
             r.CopyRest(w);
+            return xml;
+        }
+
+        /// <summary>
+        /// Copies libvirt's header and its data (the domain XML, then the migration cookie at cookieOffset), the XML
+        /// rewritten when asked (a copy under another name, its disks elsewhere). Returns the XML as it was.
+        /// </summary>
+        public static string CopyHeader(Reader r, Writer w, Func<string, string>? rewriteXml)
+        {
+            var header = r.Bytes(LibvirtHeaderLength);
+            if (Encoding.ASCII.GetString(header, 0, 16) != LibvirtMagic) throw new UnsupportedStreamException("not a libvirt save image");
+            if (BitConverter.ToUInt32(header, 28) != 0) throw new UnsupportedStreamException("the save image is compressed");
+            int dataLength = checked((int)BitConverter.ToUInt32(header, 20));
+            int cookieOffset = checked((int)BitConverter.ToUInt32(header, 32));
+            var data = r.Bytes(dataLength);
+            int xmlEnd = Array.IndexOf(data, (byte)0);
+            if (xmlEnd < 0) xmlEnd = data.Length;
+            string xml = Encoding.UTF8.GetString(data, 0, xmlEnd);
+            if (rewriteXml is null)
+            {
+                w.Bytes(header);
+                w.Bytes(data);
+                return xml;
+            }
+            var cookie = new byte[0];
+            if (cookieOffset > 0 && cookieOffset < data.Length)
+            {
+                int cookieEnd = Array.IndexOf(data, (byte)0, cookieOffset);
+                cookie = new byte[(cookieEnd < 0 ? data.Length : cookieEnd + 1) - cookieOffset];
+                Buffer.BlockCopy(data, cookieOffset, cookie, 0, cookie.Length);
+            }
+            var newXml = Encoding.UTF8.GetBytes(rewriteXml(xml) + "\0");
+            var newData = new byte[newXml.Length + cookie.Length];
+            Buffer.BlockCopy(newXml, 0, newData, 0, newXml.Length);
+            Buffer.BlockCopy(cookie, 0, newData, newXml.Length, cookie.Length);
+            BitConverter.GetBytes((uint)newData.Length).CopyTo(header, 20);
+            BitConverter.GetBytes((uint)(cookie.Length > 0 ? newXml.Length : 0)).CopyTo(header, 32);
+            w.Bytes(header);
+            w.Bytes(newData);
             return xml;
         }
 

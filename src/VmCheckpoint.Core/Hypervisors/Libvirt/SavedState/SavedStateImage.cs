@@ -30,13 +30,31 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
         /// Turns a restored memory state back into the save image libvirt reads, in place, when it was stored
         /// page-addressed; a file stored as it was is left alone. Returns true when it rebuilt the file.
         /// </summary>
-        public static bool Rebuild(string path)
+        public static bool Rebuild(string path) => Rebuild(path, null);
+
+        /// <summary>
+        /// As <see cref="Rebuild(string)"/>, with the domain XML the save image carries rewritten (a copy under a new
+        /// name, its disks and files elsewhere); a file stored as it was gets only its XML rewritten. Returns true
+        /// when the file changed.
+        /// </summary>
+        public static bool Rebuild(string path, Func<string, string>? rewriteXml)
         {
             var head = new byte[(int)PageAddressedMemory.Align];
             using (var probe = new FileStream(path, FileMode.Open, FileAccess.Read))
                 StreamIO.ReadAtMost(probe, head, 0, head.Length);
             var layout = PageAddressedMemory.ReadDescriptor(head);
-            if (layout is null) return false;
+            if (layout is null)
+            {
+                if (rewriteXml is null) return false;
+                Replace(path, (input, output) =>
+                {
+                    var r = new MigrationStream.Reader(input);
+                    var w = new MigrationStream.Writer(output);
+                    MigrationStream.CopyHeader(r, w, rewriteXml);
+                    r.CopyRest(w);
+                });
+                return true;
+            }
             var (blocks, skeletonOffset, skeletonLength) = layout.Value;
             string rebuilt = path + ".rebuilding";
             try
@@ -47,7 +65,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
                     if (image.Length < skeletonOffset + skeletonLength) throw new InvalidDataException($"{path}: the memory state is shorter than its descriptor says.");
                     var skeleton = new SubStream(image, skeletonOffset, skeletonLength);
                     var encoder = new Encoder(image, blocks.ToDictionary(b => b.Id, b => (b.Length, b.Offset)));
-                    MigrationStream.Walk(skeleton, output, encoder);
+                    MigrationStream.Walk(skeleton, output, encoder, rewriteXml);
                     output.Flush(flushToDisk: true);
                 }
                 File.Delete(path);
@@ -62,6 +80,33 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
             catch
             {
                 File.Delete(rebuilt);
+                throw;
+            }
+        }
+
+        /// <summary>Writes a new version of <paramref name="path"/> beside it, then puts it in its place.</summary>
+        private static void Replace(string path, Action<Stream, Stream> copy)
+        {
+            string next = path + ".rewriting";
+            try
+            {
+                using (var input = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.Read, 1 << 16))
+                using (var output = new FileStream(next, FileMode.CreateNew, FileAccess.Write, FileShare.None, 1 << 20))
+                {
+                    copy(input, output);
+                    output.Flush(flushToDisk: true);
+                }
+                File.Delete(path);
+                File.Move(next, path);
+            }
+            catch (UnsupportedStreamException e)
+            {
+                File.Delete(next);
+                throw new InvalidDataException($"{path}: the stored memory state cannot be read ({e.Message}).");
+            }
+            catch
+            {
+                File.Delete(next);
                 throw;
             }
         }
