@@ -46,10 +46,12 @@ Describe 'Get-VmCheckpoint' {
         Get-VmCheckpoint -Name 'nosuch*' -Repository $repo | Should -BeNullOrEmpty
     }
 
-    It 'formats as a table with the main columns' {
-        $text = Get-VmCheckpoint -Repository $repo | Out-String -Width 200
-        $text | Should -Match 'Time\s+VmName\s+Id\s+Disks\s+Size\s+Changed\s+Stored\s+Duration'
-        $text | Should -Match $betaId
+    It 'formats as a table that fits 80 columns, with Time, VmName, Id and Stored whole' {
+        $lines = @(Get-VmCheckpoint -Repository $repo | Out-String -Width 80 -Stream | Where-Object { $_.Trim() })
+        $lines[0] | Should -Match '^Time\s+VmName\s+Id\s+Size\s+Changed\s+Stored\s+Pause$'
+        $lines | ForEach-Object { $_.Length | Should -BeLessOrEqual 80 }
+        ($lines -join "`n") | Should -Match $betaId
+        ($lines -join "`n") | Should -Not -Match '…'
     }
 }
 

@@ -68,7 +68,14 @@ namespace VmCheckpoint.Core.Jobs
         {
             if (string.IsNullOrWhiteSpace(request.VmName)) throw new ArgumentException("A checkpoint needs a VM name.");
             if (request.Disks.Count == 0) throw new ArgumentException("A checkpoint needs at least one disk.");
-            return JobLog.Run(_catalog, "Checkpoint", request.VmName, _repository, _ => Store(request, cancellationToken), m => m.Note, m => m.Id);
+            return JobLog.Run(_catalog, "Checkpoint", request.VmName, _repository, _ => Store(request, cancellationToken), JobMessage, m => m.Id);
+        }
+
+        /// <summary>The job log's line for a stored checkpoint: what its VM paused for memory, and the run's note.</summary>
+        internal static string? JobMessage(CheckpointManifest m)
+        {
+            string? pause = m.Memory is null ? null : $"Memory taken; the VM stood still {m.Statistics.PauseSeconds * 1000:0} ms.";
+            return pause is null ? m.Note : m.Note is null ? pause : pause + " " + m.Note;
         }
 
         /// <summary>Stores the checkpoint and indexes it, without a line in the job log (the caller's job has it).</summary>

@@ -74,7 +74,7 @@ namespace VmCheckpoint.Core.Jobs
                     session = null;
                     throw;
                 }
-            }, m => m.Note, m => m.Id);
+            }, CheckpointJob.JobMessage, m => m.Id);
             using (session)
             {
                 // The checkpoint is stored and logged; the new change-tracking reference now replaces the old one.

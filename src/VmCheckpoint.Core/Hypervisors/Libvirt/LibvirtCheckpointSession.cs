@@ -240,7 +240,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             _domain.CreateLiveSnapshot(snapshot.ToString());
             _overlays = overlays;
             PauseSeconds = (_domain.LastJobDowntime() ?? clock.Elapsed).TotalSeconds;
-            _notes.Add($"Memory taken live: the guest stood still {PauseSeconds * 1000:0} ms.");
+            _notes.Add("Memory was taken live (an external snapshot, its overlays merged back).");
 
             foreach (var disk in disks)
             {
