@@ -15,7 +15,9 @@ param(
     [int] $ChangeCount = 80,
     [string] $WorkPath = (Join-Path '/var/tmp' ('vmcheckpoint-lvbench-' + (Get-Date -Format 'yyyyMMdd-HHmmss'))),
     # Leave the work folder (repositories, restores) in place for a closer look; the VMs are removed either way.
-    [switch] $Keep
+    [switch] $Keep,
+    # Skip the memory step (Invoke-MemoryBenchmark.ps1: checkpoints with memory of a 1 GiB guest against virsh save).
+    [switch] $NoMemory
 )
 $ErrorActionPreference = 'Stop'
 Set-StrictMode -Version 3.0
@@ -124,3 +126,8 @@ Write-Host ("  {0}  restore <= 0.5 of virtnbdbackup" -f $(if ((& $r 'restore') -
 Write-Host ("  {0}  repository smaller than virtnbdbackup's output" -f $(if ($size.VmCheckpoint -lt $size.virtnbdbackup) { 'PASS' } else { 'MISS' }))
 foreach ($vm in $names.Values) { Remove-TestVm -Name $vm }
 if ($Keep) { Write-Host "Work folder kept: $WorkPath" } else { Remove-Item $WorkPath -Recurse -Force }
+if (-not $NoMemory) {
+    Write-Host ''
+    Write-Host '== Memory: checkpoints with memory of a guest using 768 MiB of its 1 GiB, against virsh save + restore'
+    & $pwsh[0] @($pwsh | Select-Object -Skip 1) -NoProfile -NonInteractive -File (Join-Path $PSScriptRoot 'Invoke-MemoryBenchmark.ps1') -ModulePath $module
+}
