@@ -16,6 +16,7 @@
         'Get-VmCheckpoint'
         'Restore-VmCheckpoint'
         'Test-VmCheckpoint'
+        'Repair-VmCheckpointRepository'
         'Remove-VmCheckpoint'
         'Get-VmCheckpointJob'
         'Watch-VmHealth'
@@ -24,14 +25,19 @@
         'Get-VmCheckpointSchedule'
         'Unregister-VmCheckpointSchedule'
         'Invoke-VmCheckpointSchedule'
+        'Set-VmCheckpointNotification'
+        'Get-VmCheckpointNotification'
+        'Remove-VmCheckpointNotification'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()
     VariablesToExport    = @()
     PrivateData          = @{
         PSData = @{
-            Tags       = @('Backup', 'Checkpoint', 'libvirt', 'KVM', 'HyperV', 'qcow2', 'VHDX', 'Linux', 'Windows')
-            ProjectUri = ''
+            Tags         = @('Backup', 'Checkpoint', 'Restore', 'libvirt', 'KVM', 'QEMU', 'HyperV', 'Hyper-V', 'qcow2', 'VHDX', 'VHD', 'Deduplication', 'Linux', 'Windows', 'PSEdition_Core', 'PSEdition_Desktop')
+            ReleaseNotes = 'Memory checkpoints through a live external snapshot (milliseconds of pause) stored page by page; disks a running VM holds are refused; VHD disks; restarts in place before any rollback; one checkpoint session per source and a storage seam under the repository. See docs/decisions.md.'
+            # ProjectUri and LicenseUri go here once the project has a public home: PSResourceGet refuses an empty one
+            # ("ProjectUrl cannot be empty"), and a made-up address would send users nowhere.
         }
     }
 }

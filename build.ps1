@@ -12,7 +12,8 @@
       Test       Bootstrap, Build, then the xunit tests and the Pester tests; prints
                  "Tests: N passed, N failed, N skipped" and fails on any failure.
       Bench      runs bench/Invoke-Benchmark.ps1: VmCheckpoint against borg, restic and rdiff-backup on one image.
-      Package    zips the module folder into out/VmCheckpoint-<version>.zip.
+      Package    zips the module folder into out/VmCheckpoint-<version>.zip, and makes out/VmCheckpoint.<version>.nupkg
+                 (what a PowerShell repository serves: Publish-PSResource, Install-PSResource).
       Demo       checkpoints, changes, checkpoints again, verifies and restores a real qcow2 image into a folder repository.
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 Test
@@ -79,6 +80,10 @@ function Invoke-Bootstrap {
     if (-not (Test-Path /usr/lib/x86_64-linux-gnu/libnbd.so.0)) { Install-DebianPackage -Package @('libnbd0') -Command @('__none__') }
     # busybox-static is the whole userland of the tiny test guest (tests/hosts/guest/build-guest.sh).
     Install-DebianPackage -Package @('busybox-static') -Command @('busybox')
+    # A real SMTP server (aiosmtpd, for Debian's /usr/bin/python3) and a real syslog daemon receive the notification
+    # tests' notices (tests/hosts/start-smtp.sh, start-syslog.sh).
+    if (-not (Test-Path /usr/lib/python3/dist-packages/aiosmtpd)) { Install-DebianPackage -Package @('python3-aiosmtpd') -Command @('__none__') }
+    Install-DebianPackage -Package @('rsyslog') -Command @('rsyslogd')
     if (-not (Test-Path (Get-PesterModulePath))) {
         Write-Host "Restoring Pester $PesterVersion from NuGet"
         Invoke-Native dotnet @('restore', (Join-Path $Root 'tests/Pester/Pester.deps.csproj'), '--verbosity', 'quiet')
@@ -186,6 +191,18 @@ function Invoke-Package {
     if (Test-Path $zip) { Remove-Item $zip }
     Compress-Archive -Path $ModuleOut -DestinationPath $zip
     Write-Host "Packaged $zip"
+    # The .nupkg a PowerShell repository serves (Install-PSResource VmCheckpoint), made by PSResourceGet itself through
+    # a folder repository registered for the moment.
+    $feed = Join-Path $Out 'feed'
+    if (Test-Path $feed) { Remove-Item $feed -Recurse -Force }
+    New-Item -ItemType Directory -Path $feed | Out-Null
+    $name = 'VmCheckpointBuild' + [guid]::NewGuid().ToString('N').Substring(0, 8)
+    Register-PSResourceRepository -Name $name -Uri $feed -Trusted
+    try { Publish-PSResource -Path $ModuleOut -Repository $name }
+    finally { Unregister-PSResourceRepository -Name $name }
+    $nupkg = Get-ChildItem $feed -Filter '*.nupkg' | Move-Item -Destination $Out -Force -PassThru
+    Remove-Item $feed -Recurse -Force
+    Write-Host "Packaged $($nupkg.FullName)"
 }
 
 function Invoke-Bench {

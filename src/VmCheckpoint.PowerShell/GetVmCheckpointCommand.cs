@@ -18,7 +18,8 @@ namespace VmCheckpoint.PowerShell
         public string[] Name { get; set; } = { "*" };
 
         /// <summary>Checkpoint ids (or unique prefixes of at least 4 characters).</summary>
-        [Parameter(ValueFromPipelineByPropertyName = true)]
+        // Not bound from the pipeline: a Get-VM object's Id is the VM's GUID, never a checkpoint's id.
+        [Parameter]
         [ArgumentCompleter(typeof(CheckpointIdCompleter))]
         public string[]? Id { get; set; }
 

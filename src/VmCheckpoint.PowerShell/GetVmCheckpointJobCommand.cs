@@ -9,11 +9,11 @@ namespace VmCheckpoint.PowerShell
     [OutputType(typeof(JobRecord))]
     public sealed class GetVmCheckpointJobCommand : VmCheckpointCmdlet
     {
-        [Parameter(Position = 0)]
+        [Parameter(Position = 0, ValueFromPipelineByPropertyName = true)]
         [Alias("VmName")]
         [SupportsWildcards]
         [ArgumentCompleter(typeof(VmNameCompleter))]
-        public string Name { get; set; } = "*";
+        public string[] Name { get; set; } = { "*" };
 
         [Parameter]
         public JobResult? Result { get; set; }
@@ -24,9 +24,9 @@ namespace VmCheckpoint.PowerShell
 
         protected override void ProcessRecord()
         {
-            var pattern = new WildcardPattern(Name, WildcardOptions.IgnoreCase);
+            var patterns = Name.Select(n => new Core.Hypervisors.VmNamePattern(n)).ToList();
             string? repositoryId = Repository != null || System.Environment.GetEnvironmentVariable(RepositoryVariable) != null ? OpenRepository().Id : null;
-            foreach (var job in Catalog.GetJobs(j => pattern.IsMatch(j.VmName ?? "") && (Result is null || j.Result == Result) &&
+            foreach (var job in Catalog.GetJobs(j => patterns.Any(p => p.IsMatch(j.VmName ?? "")) && (Result is null || j.Result == Result) &&
                                                      (repositoryId is null || j.RepositoryId == repositoryId), Last))
                 WriteObject(job);
         }

@@ -7,7 +7,12 @@ using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.PowerShell
 {
-    /// <summary>Checks checkpoints' manifests and blocks; -ReadData re-hashes every block.</summary>
+    /// <summary>
+    /// Checks checkpoints' manifests and blocks, and the repository's index files; -ReadData reads every byte of the
+    /// packs (all of them when every checkpoint is checked). Damage outside the checkpoints (an index file, a pack, the
+    /// configuration) is a non-terminating error per object, ErrorId Verify.DamagedIndex, Verify.DamagedPack or
+    /// Verify.DamagedConfiguration.
+    /// </summary>
     [Cmdlet(VerbsDiagnostic.Test, "VmCheckpoint")]
     [OutputType(typeof(VerificationResult))]
     public sealed class TestVmCheckpointCommand : VmCheckpointCmdlet
@@ -55,14 +60,16 @@ namespace VmCheckpoint.PowerShell
             {
                 if (_repository is null || _selected.Count == 0) return;
                 var repository = _repository;
-                var results = RunJob(ReadData ? "Verifying checkpoints (reading all data)" : "Verifying checkpoints",
-                    (reporter, token) => new VerifyJob(repository, Catalog, reporter).Run(_selected, ReadData, token).ToList());
-                foreach (var r in results.OrderByDescending(r => r.Time))
+                var report = RunJob(ReadData ? "Verifying checkpoints (reading all data)" : "Verifying checkpoints",
+                    (reporter, token) => new VerifyJob(repository, Catalog, reporter).Verify(_selected, ReadData, token));
+                foreach (var r in report.Checkpoints.OrderByDescending(r => r.Time))
                 {
                     if (r.Status != VerificationStatus.Healthy)
                         WriteWarning($"Checkpoint {r.Id} of '{r.VmName}' is damaged: {string.Join("; ", r.Problems.Take(3))}");
                     WriteObject(r);
                 }
+                foreach (var note in report.Notes) WriteWarning(note);
+                foreach (var problem in report.Problems) WriteError(ToErrorRecord(problem));
             }
             catch (PipelineStoppedException)
             {
@@ -76,6 +83,22 @@ namespace VmCheckpoint.PowerShell
             {
                 base.EndProcessing();
             }
+        }
+
+        private static ErrorRecord ToErrorRecord(RepositoryProblem problem)
+        {
+            var record = new ErrorRecord(new System.IO.InvalidDataException($"{problem.Path}: {problem.Message}"),
+                "Verify.Damaged" + problem.Kind, ErrorCategory.InvalidData, problem.Path);
+            record.ErrorDetails = new ErrorDetails($"{problem.Path}: {problem.Message}")
+            {
+                RecommendedAction = problem.Kind switch
+                {
+                    RepositoryObjectKind.Index => "Run Repair-VmCheckpointRepository: it rewrites the index from the packs.",
+                    RepositoryObjectKind.Pack => "Run Repair-VmCheckpointRepository, then Test-VmCheckpoint -ReadData again to see which checkpoints the pack's damage reaches.",
+                    _ => "Restore the configuration file from a copy of the repository: every command refuses it as it is.",
+                },
+            };
+            return record;
         }
     }
 }

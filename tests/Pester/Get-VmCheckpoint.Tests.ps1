@@ -46,6 +46,13 @@ Describe 'Get-VmCheckpoint' {
         Get-VmCheckpoint -Name 'nosuch*' -Repository $repo | Should -BeNullOrEmpty
     }
 
+    It 'takes Get-VM-shaped objects from the pipeline by name, never their GUID as a checkpoint id' {
+        $fromGetVm = [pscustomobject]@{ Name = 'beta'; VMName = 'beta'; Id = [guid]::NewGuid(); VMId = [guid]::NewGuid() }
+        $c = @($fromGetVm | Get-VmCheckpoint -Repository $repo)
+        $c.Count | Should -BeGreaterThan 0
+        $c.VmName | Sort-Object -Unique | Should -Be 'beta'
+    }
+
     It 'formats as a table that fits 80 columns, with Time, VmName, Id and Stored whole' {
         $lines = @(Get-VmCheckpoint -Repository $repo | Out-String -Width 80 -Stream | Where-Object { $_.Trim() })
         $lines[0] | Should -Match '^Time\s+VmName\s+Id\s+Size\s+Changed\s+Stored\s+Pause$'

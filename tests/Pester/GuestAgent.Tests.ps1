@@ -24,26 +24,7 @@ BeforeAll {
         Invoke-Qemu qemu-img create -q -f qcow2 $disk 16M | Out-Null
         & chmod 666 $disk
         $console = Join-Path $work "$Suffix.console"
-        # append='on': libvirt would otherwise empty the console file at every start and restore.
-        $xml = @"
-<domain type='qemu'>
-  <name>$name</name>
-  <memory unit='MiB'>128</memory>
-  <vcpu>1</vcpu>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>$guest/vmlinuz</kernel>
-    <initrd>$guest/initrd.gz</initrd>
-    <cmdline>console=ttyS0 quiet</cmdline>
-  </os>
-  <features><acpi/></features>
-  <devices>
-    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$disk'/><target dev='vda' bus='virtio'/></disk>
-    <serial type='file'><source path='$console' append='on'/><target port='0'/></serial>
-    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
-  </devices>
-</domain>
-"@
+        $xml = New-TestGuestXml -Name $name -Guest $guest -Disk $disk -Console $console
         $file = Join-Path $work "$Suffix.xml"
         Set-Content $file $xml
         Invoke-Virsh define $file | Out-Null

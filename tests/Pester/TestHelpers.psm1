@@ -199,4 +199,63 @@ function Stop-TestSmbd {
     if ($LASTEXITCODE -ne 0) { throw "smbd could not be stopped: $($output -join ' ')" }
 }
 
+
+# The domain XML of the tiny self-checking guest (tests/hosts/guest): direct kernel boot, one qcow2 disk, its serial
+# console appended to a file (append='on': libvirt would otherwise empty it at every start and restore), and the
+# guest agent's channel. -BallastMiB fills that much of its memory with random data (gseq_ballast).
+function New-TestGuestXml {
+    param([Parameter(Mandatory)] [string] $Name, [Parameter(Mandatory)] [string] $Guest, [Parameter(Mandatory)] [string] $Disk,
+          [Parameter(Mandatory)] [string] $Console, [int] $MemoryMiB = 128, [int] $BallastMiB = 0)
+    $cmdline = 'console=ttyS0 quiet' + $(if ($BallastMiB) { " gseq_ballast=$BallastMiB" } else { '' })
+    @"
+<domain type='qemu'>
+  <name>$([Security.SecurityElement]::Escape($Name))</name>
+  <memory unit='MiB'>$MemoryMiB</memory>
+  <vcpu>1</vcpu>
+  <os>
+    <type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>$Guest/vmlinuz</kernel>
+    <initrd>$Guest/initrd.gz</initrd>
+    <cmdline>$cmdline</cmdline>
+  </os>
+  <features><acpi/></features>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$Disk'/><target dev='vda' bus='virtio'/></disk>
+    <serial type='file'><source path='$Console' append='on'/><target port='0'/></serial>
+    <channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>
+  </devices>
+</domain>
+"@
+}
+
+# Runs $Action while a thread samples the tiny guest's count on its console every 20 ms; returns the action's result,
+# the longest time the count stood still (what the guest saw of any stop) and how long the action took.
+function Measure-GuestStill {
+    param([Parameter(Mandatory)] [string] $Console, [Parameter(Mandatory)] [scriptblock] $Action)
+    # The sampler runs in a runspace of its own (not a job: nothing to find again in a job repository).
+    $stop = [System.Threading.ManualResetEventSlim]::new($false)
+    $sampler = [powershell]::Create().AddScript({
+        param($console, $stop)
+        $last = -1; $since = [Diagnostics.Stopwatch]::StartNew(); $longest = 0.0
+        while (-not $stop.IsSet) {
+            $line = Get-Content $console -Tail 40 -ErrorAction SilentlyContinue | ForEach-Object { $_.TrimEnd("`r") } | Where-Object { $_ -match '^VMCKG COUNT \d+$' } | Select-Object -Last 1
+            $n = if ($line) { [long]($line -split ' ')[-1] } else { -1 }
+            if ($n -ne $last) { $longest = [Math]::Max($longest, $since.Elapsed.TotalSeconds); $since.Restart(); $last = $n }
+            Start-Sleep -Milliseconds 20
+        }
+        [Math]::Max($longest, $since.Elapsed.TotalSeconds)
+    }).AddArgument($Console).AddArgument($stop)
+    $running = $sampler.BeginInvoke()
+    $clock = [Diagnostics.Stopwatch]::StartNew()
+    try { $result = & $Action }
+    finally {
+        $seconds = $clock.Elapsed.TotalSeconds
+        Start-Sleep -Milliseconds 1500
+        $stop.Set()
+        $still = @($sampler.EndInvoke($running))[-1]
+        $sampler.Dispose()
+    }
+    [pscustomobject]@{ Result = $result; Still = $still; Seconds = $seconds }
+}
+
 Export-ModuleMember -Function *

@@ -7,6 +7,7 @@ using System;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Hypervisors;
 using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Notifications;
 using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
@@ -17,7 +18,8 @@ namespace VmCheckpoint.Core.Health
     /// brings them back by the policy: restart in place, restore the latest verified checkpoint (resumed from its
     /// memory state), or restore it on another host. A clean shutdown or a deliberate destroy is left alone.
     /// Attempts are counted in the catalog's health log, so a watcher run once a minute by a timer honours the
-    /// same back-off and cap as one that runs for days.
+    /// same back-off and cap as one that runs for days. A VM restored from a checkpoint, or given up on, is notified by
+    /// the machine's notification settings.
     /// </summary>
     public sealed class HealthWatcher
     {
@@ -27,9 +29,12 @@ namespace VmCheckpoint.Core.Health
         private readonly string _uri;
         private readonly HealthPolicy _policy;
         private readonly IJobReporter _reporter;
+        private readonly Notifier _notifier;
         private readonly Dictionary<string, string> _movedTo = new Dictionary<string, string>(StringComparer.Ordinal);
 
-        public HealthWatcher(CheckpointRepository repository, CheckpointCatalog catalog, Func<string, IHypervisor> connect, string uri, HealthPolicy policy, IJobReporter? reporter = null)
+        /// <param name="notifications">The notification settings; the machine's (<see cref="NotificationStore"/>) when not given.</param>
+        public HealthWatcher(CheckpointRepository repository, CheckpointCatalog catalog, Func<string, IHypervisor> connect, string uri, HealthPolicy policy, IJobReporter? reporter = null,
+            INotificationSettingsSource? notifications = null)
         {
             _repository = repository;
             _catalog = catalog;
@@ -37,6 +42,7 @@ namespace VmCheckpoint.Core.Health
             _uri = uri;
             _policy = policy;
             _reporter = reporter ?? NullJobReporter.Instance;
+            _notifier = new Notifier(notifications ?? new NotificationStore(), _reporter);
         }
 
         /// <summary>
@@ -255,6 +261,7 @@ namespace VmCheckpoint.Core.Health
         {
             if (persist) _catalog.AddHealthEvent(e);
             events.Add(e);
+            if (HealthNotices.For(e) is { } notice) _notifier.Send(notice);
         }
     }
 }

@@ -93,6 +93,12 @@ namespace VmCheckpoint.Core.Jobs
             var clock = Stopwatch.StartNew();
             var start = DateTime.UtcNow;
             using var repositoryLock = _repository.Lock(LockKind.Shared, request.LockWait, cancellationToken);
+            // A lock that can no longer be refreshed stops the run before another process could take it for stale.
+            return repositoryLock.Run(cancellationToken, token => StoreUnderLock(request, clock, start, token));
+        }
+
+        private CheckpointManifest StoreUnderLock(CheckpointRequest request, Stopwatch clock, DateTime start, CancellationToken cancellationToken)
+        {
             using var store = _repository.OpenStore(cancellationToken);
             var parent = FindParent(request.VmName);
             _reporter.Verbose(parent is null

@@ -80,6 +80,14 @@ namespace VmCheckpoint.Core.Jobs
                 var manifest = _repository.ReadCheckpoint(request.Checkpoint);
                 if (job != null) { job.VmName = manifest.VmName; job.CheckpointId = manifest.Id; }
                 using var repositoryLock = _repository.Lock(LockKind.Shared, request.LockWait, cancellationToken);
+                // A lock that can no longer be refreshed stops the restore before reclaiming could take it for stale.
+                return repositoryLock.Run(cancellationToken, token => RestoreUnderLock(manifest, request, token));
+            }, restored => string.Join(", ", restored.Select(r => r.Path)));
+        }
+
+        private IReadOnlyList<RestoredDisk> RestoreUnderLock(CheckpointManifest manifest, RestoreRequest request, CancellationToken cancellationToken)
+        {
+            {
                 var disks = SelectDisks(manifest, request);
                 var targets = disks.Select(d => TargetPath(request, d)).ToList();
                 var memoryTarget = Path.Combine(Path.GetFullPath(request.Destination), "memory.save");
@@ -107,7 +115,7 @@ namespace VmCheckpoint.Core.Jobs
                     restored.Add(RestoreDisk(store, manifest, manifest.Memory, memoryTarget, raw, $"{manifest.VmName} {manifest.Id}: memory state", cancellationToken));
                 }
                 return (IReadOnlyList<RestoredDisk>)restored;
-            }, restored => string.Join(", ", restored.Select(r => r.Path)));
+            }
         }
 
         /// <summary>

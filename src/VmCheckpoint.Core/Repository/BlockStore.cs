@@ -35,6 +35,15 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>The names of the index objects loaded or written by this store.</summary>
         public IReadOnlyList<string> IndexFiles => _indexFiles;
 
+        /// <summary>Index files <see cref="Load"/> skipped as damaged, and why (verification reports them; repair replaces them).</summary>
+        public Dictionary<string, string> DamagedIndexFiles { get; } = new Dictionary<string, string>(StringComparer.Ordinal);
+
+        /// <summary>Packs no intact index file names, whose blobs <see cref="Load"/> found from their trailers.</summary>
+        public HashSet<string> UnindexedPacks { get; } = new HashSet<string>(StringComparer.Ordinal);
+
+        /// <summary>Packs intact index files name that are gone (reclaimed, the index files left by an interrupted reclaim).</summary>
+        public HashSet<string> IndexedPacksGone { get; } = new HashSet<string>(StringComparer.Ordinal);
+
         /// <summary>Packs and their blobs as the store knows them (after <see cref="Load"/>).</summary>
         public Dictionary<string, List<PackEntry>> PackContents { get; } = new Dictionary<string, List<PackEntry>>(StringComparer.Ordinal);
 
@@ -50,8 +59,9 @@ namespace VmCheckpoint.Core.Repository
                 {
                     packs = IndexFile.Parse(backend.ReadAll(index.Name), backend.Locate(index.Name));
                 }
-                catch (InvalidDataException)
+                catch (InvalidDataException e)
                 {
+                    DamagedIndexFiles[index.Name] = e.Message;
                     continue; // A damaged index only costs speed: the packs' trailers are read below.
                 }
                 catch (ObjectNotFoundException)
@@ -68,12 +78,15 @@ namespace VmCheckpoint.Core.Repository
             var packsStored = ListPacks().ToDictionary(RepositoryLayout.IdFromName, StringComparer.Ordinal);
             foreach (var id in PackContents.Keys.ToList())
             {
-                if (!packsStored.ContainsKey(id)) PackContents.Remove(id); // indexed, but pruned since
+                if (packsStored.ContainsKey(id)) continue;
+                PackContents.Remove(id); // indexed, but pruned since
+                IndexedPacksGone.Add(id);
             }
             foreach (var pack in packsStored)
             {
                 cancellationToken.ThrowIfCancellationRequested();
                 if (PackContents.ContainsKey(pack.Key)) continue;
+                UnindexedPacks.Add(pack.Key);
                 try
                 {
                     using (var reader = backend.OpenRead(pack.Value))
@@ -128,13 +141,14 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>Appends an already compressed blob; returns the bytes it took in the pack.</summary>
         public long Add(BlockHash hash, byte[] stored, int storedLength, int rawLength, BlobCompression compression)
         {
+            var digest = PackFormat.StoredDigest(stored, storedLength); // outside the lock: every worker hashes its own
             lock (_gate)
             {
                 _writer ??= new PackWriter(_layout);
                 BlobLocation location;
                 try
                 {
-                    location = _writer.Add(hash, stored, storedLength, rawLength, compression);
+                    location = _writer.Add(hash, stored, storedLength, rawLength, compression, digest);
                 }
                 catch
                 {

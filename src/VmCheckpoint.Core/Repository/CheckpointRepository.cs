@@ -172,6 +172,9 @@ namespace VmCheckpoint.Core.Repository
         internal RepositoryLock Lock(LockKind kind, TimeSpan wait, CancellationToken cancellationToken)
             => RepositoryLock.Acquire(Layout, kind, wait, cancellationToken);
 
+        internal RepositoryLock Lock(LockKind kind, TimeSpan wait, CancellationToken cancellationToken, LockTimings? timings)
+            => RepositoryLock.Acquire(Layout, kind, wait, cancellationToken, timings);
+
         internal BlockStore OpenStore(CancellationToken cancellationToken)
         {
             var store = new BlockStore(Layout);

@@ -2,6 +2,7 @@ using System;
 using System.Buffers.Binary;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Security.Cryptography;
 using VmCheckpoint.Core.Repository.Backends;
 
@@ -52,18 +53,44 @@ namespace VmCheckpoint.Core.Repository
 
     /// <summary>
     /// Layout of a pack file (docs/repository-format.md): a header, the blobs back to back, then a trailer
-    /// that lists them, so a pack describes itself and the index can always be rebuilt from the packs.
+    /// that lists them, so a pack describes itself and the index can always be rebuilt from the packs. Packs written
+    /// with <see cref="FlagChecksum"/> also hold a checksum of every byte before the trailer, so that no stored byte
+    /// goes unchecked (a zstd frame has bits a decoder ignores: a block's hash alone does not cover them).
     /// </summary>
     internal static class PackFormat
     {
         public static readonly byte[] HeaderMagic = { (byte)'V', (byte)'M', (byte)'C', (byte)'K', (byte)'P', (byte)'A', (byte)'C', (byte)'K' };
         public static readonly byte[] TrailerMagic = { (byte)'V', (byte)'M', (byte)'C', (byte)'K', (byte)'T', (byte)'R', (byte)'L', (byte)'1' };
+        public static readonly byte[] ChecksumMagic = { (byte)'V', (byte)'M', (byte)'C', (byte)'K', (byte)'S', (byte)'U', (byte)'M', (byte)'1' };
         public const int Version = 1;
-        public const int HeaderSize = 16;              // magic(8) version(4) reserved(4)
+        public const int HeaderSize = 16;              // magic(8) version(4) flags(4)
         public const int EntrySize = BlockHash.Size + 8 + 4 + 4 + 1; // hash, offset, stored, raw, compression
         public const int FooterSize = 32 + 4 + 8;      // sha256(entries) count magic
+        /// <summary>
+        /// Header flag: the blobs are followed by <see cref="ChecksumSize"/> bytes, the pack checksum and <see cref="ChecksumMagic"/>.
+        /// The pack checksum is the SHA-256 of the header followed by the <see cref="StoredDigest"/> of each blob, in the
+        /// order they lie: with the blobs filling the space between header and checksum, it covers every byte before it.
+        /// </summary>
+        public const uint FlagChecksum = 1;
+        /// <summary>The flags this version knows; a pack with any other is damaged (the field was reserved, always 0, before).</summary>
+        public const uint KnownFlags = FlagChecksum;
+        public const int ChecksumSize = 32 + 8;        // sha256(header and blobs) magic
         public const int MaxEntries = 1 << 20;
         public const int MaxBlobSize = 64 << 20;
+
+        /// <summary>The SHA-256 of a blob's stored bytes, as the pack checksum takes it.</summary>
+        public static byte[] StoredDigest(byte[] stored, int length)
+        {
+            using var sha = SHA256.Create(); // a microsecond, against the blob's own hashing
+            return sha.ComputeHash(stored, 0, length);
+        }
+
+        public static void WriteHeader(byte[] buffer, uint flags)
+        {
+            HeaderMagic.CopyTo(buffer, 0);
+            BinaryPrimitives.WriteInt32LittleEndian(buffer.AsSpan(8), Version);
+            BinaryPrimitives.WriteUInt32LittleEndian(buffer.AsSpan(12), flags);
+        }
 
         public static void WriteEntry(byte[] buffer, int index, PackEntry e)
         {
@@ -95,12 +122,14 @@ namespace VmCheckpoint.Core.Repository
             return new PackEntry(hash, offset, stored, raw, compression);
         }
 
-        /// <summary>Reads the trailer of a pack: the list of its blobs.</summary>
-        public static List<PackEntry> ReadTrailer(IObjectReader pack, string source)
+        /// <summary>
+        /// Reads and checks a pack's header (<see cref="InvalidDataException"/> when damaged); returns its flags. Readers
+        /// of blocks need nothing from it: only checking a pack (<see cref="PackChecker"/>) reads it.
+        /// </summary>
+        public static uint ReadHeader(IObjectReader pack, string source)
         {
-            long length = pack.Length;
-            if (length < HeaderSize + FooterSize)
-                throw new InvalidDataException($"{source}: too short to be a pack ({length} bytes).");
+            if (pack.Length < HeaderSize + FooterSize)
+                throw new InvalidDataException($"{source}: too short to be a pack ({pack.Length} bytes).");
             var header = new byte[HeaderSize];
             pack.ReadExactly(0, header, HeaderSize, source);
             if (!header.AsSpan(0, 8).SequenceEqual(HeaderMagic))
@@ -108,7 +137,24 @@ namespace VmCheckpoint.Core.Repository
             int version = BinaryPrimitives.ReadInt32LittleEndian(header.AsSpan(8));
             if (version != Version)
                 throw new InvalidDataException($"{source}: pack version {version} is not supported.");
+            uint flags = BinaryPrimitives.ReadUInt32LittleEndian(header.AsSpan(12));
+            if ((flags & ~KnownFlags) != 0)
+                throw new InvalidDataException($"{source}: pack header has unknown flags 0x{flags:x8}.");
+            return flags;
+        }
 
+        /// <summary>
+        /// Reads the trailer of a pack: the list of its blobs, in the order they were written. The header is not read:
+        /// a damaged header takes nothing from the blobs, which the trailer alone locates.
+        /// </summary>
+        public static List<PackEntry> ReadTrailer(IObjectReader pack, string source) => ReadTrailer(pack, source, out _);
+
+        /// <summary>As <see cref="ReadTrailer(IObjectReader, string)"/>; also gives where the entries start.</summary>
+        public static List<PackEntry> ReadTrailer(IObjectReader pack, string source, out long entriesStart)
+        {
+            long length = pack.Length;
+            if (length < HeaderSize + FooterSize)
+                throw new InvalidDataException($"{source}: too short to be a pack ({length} bytes).");
             var footer = new byte[FooterSize];
             pack.ReadExactly(length - FooterSize, footer, FooterSize, source);
             if (!footer.AsSpan(36, 8).SequenceEqual(TrailerMagic))
@@ -117,7 +163,7 @@ namespace VmCheckpoint.Core.Repository
             if (count < 0 || count > MaxEntries || (long)count * EntrySize > length - HeaderSize - FooterSize)
                 throw new InvalidDataException($"{source}: pack trailer claims {count} blobs.");
             var entries = new byte[count * EntrySize];
-            long entriesStart = length - FooterSize - entries.Length;
+            entriesStart = length - FooterSize - entries.Length;
             pack.ReadExactly(entriesStart, entries, entries.Length, source);
             using (var sha = SHA256.Create())
             {
@@ -128,6 +174,22 @@ namespace VmCheckpoint.Core.Repository
             var list = new List<PackEntry>(count);
             for (int i = 0; i < count; i++) list.Add(ReadEntry(entries, i * EntrySize, entriesStart, source));
             return list;
+        }
+
+        /// <summary>
+        /// A digest of a list of entries in offset order, to compare what an index says of a pack with what the pack
+        /// says of itself without keeping both lists.
+        /// </summary>
+        public static byte[] Digest(IEnumerable<PackEntry> entries)
+        {
+            using var sha = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
+            var buffer = new byte[EntrySize];
+            foreach (var e in entries.OrderBy(e => e.Offset).ThenBy(e => e.Hash))
+            {
+                WriteEntry(buffer, 0, e);
+                sha.AppendData(buffer);
+            }
+            return sha.GetHashAndReset();
         }
 
         /// <summary>Reads the trailer of a pack file opened as a stream (tests, tools).</summary>

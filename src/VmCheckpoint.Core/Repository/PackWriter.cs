@@ -16,6 +16,7 @@ namespace VmCheckpoint.Core.Repository
     {
         private readonly IObjectWriter _writer;
         private readonly List<PackEntry> _entries = new List<PackEntry>();
+        private readonly IncrementalHash _checksum = IncrementalHash.CreateHash(HashAlgorithmName.SHA256);
         private bool _broken;
         private bool _finished;
 
@@ -24,15 +25,16 @@ namespace VmCheckpoint.Core.Repository
             Id = Hex.Random(16);
             _writer = layout.Backend.OpenWrite(layout.PackName(Id));
             var header = new byte[PackFormat.HeaderSize];
-            PackFormat.HeaderMagic.CopyTo(header, 0);
-            BinaryPrimitives.WriteInt32LittleEndian(header.AsSpan(8), PackFormat.Version);
+            PackFormat.WriteHeader(header, PackFormat.FlagChecksum);
             try
             {
                 Write(header, header.Length);
+                _checksum.AppendData(header);
             }
             catch
             {
                 _writer.Dispose();
+                _checksum.Dispose();
                 throw;
             }
         }
@@ -41,10 +43,15 @@ namespace VmCheckpoint.Core.Repository
         public long Length => _writer.Length;
         public int Count => _entries.Count;
 
-        public BlobLocation Add(BlockHash hash, byte[] stored, int storedLength, int rawLength, BlobCompression compression)
+        /// <summary>
+        /// Appends a blob. <paramref name="storedDigest"/> is the SHA-256 of its stored bytes (<see cref="PackFormat.StoredDigest"/>),
+        /// computed by the caller outside any lock: the pack checksum is made of these, so that writers hash in parallel.
+        /// </summary>
+        public BlobLocation Add(BlockHash hash, byte[] stored, int storedLength, int rawLength, BlobCompression compression, byte[] storedDigest)
         {
             long offset = _writer.Length;
             Write(stored, storedLength);
+            _checksum.AppendData(storedDigest);
             _entries.Add(new PackEntry(hash, offset, storedLength, rawLength, compression));
             return new BlobLocation(Id, offset, storedLength, rawLength, compression);
         }
@@ -52,6 +59,11 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>Seals the pack; afterwards it is durable under its final name.</summary>
         public IReadOnlyList<PackEntry> Finish()
         {
+            // The checksum of the header and of every blob's bytes, then the trailer, which has its own.
+            var checksum = new byte[PackFormat.ChecksumSize];
+            _checksum.GetHashAndReset().CopyTo(checksum, 0);
+            PackFormat.ChecksumMagic.CopyTo(checksum, 32);
+            Write(checksum, checksum.Length);
             var table = new byte[_entries.Count * PackFormat.EntrySize];
             for (int i = 0; i < _entries.Count; i++) PackFormat.WriteEntry(table, i * PackFormat.EntrySize, _entries[i]);
             var footer = new byte[PackFormat.FooterSize];
@@ -95,6 +107,7 @@ namespace VmCheckpoint.Core.Repository
 
         public void Dispose()
         {
+            _checksum.Dispose();
             if (_finished) return;
             _writer.Dispose(); // uncommitted: nothing of it stays
         }

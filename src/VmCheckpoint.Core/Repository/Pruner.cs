@@ -52,7 +52,7 @@ namespace VmCheckpoint.Core.Repository
             }
             using (exclusive)
             {
-                return ReclaimLocked(cancellationToken);
+                return exclusive.Run(cancellationToken, ReclaimLocked);
             }
         }
 
@@ -132,11 +132,14 @@ namespace VmCheckpoint.Core.Repository
                 }
             }
 
+            cancellationToken.ThrowIfCancellationRequested();
             var consolidated = store.WriteIndexFile(keep);
             foreach (var index in oldIndexes.Where(i => !string.Equals(i, consolidated, StringComparison.Ordinal)))
                 TryDelete(backend, index); // one left behind only duplicates what the consolidated index says
             foreach (var id in delete.Concat(rewrite))
             {
+                // A lock lost (the token) means a checkpoint may be running now, and may rely on this pack's blocks.
+                cancellationToken.ThrowIfCancellationRequested();
                 var name = layout.PackName(id);
                 long length = backend.GetInfo(name)?.Length ?? 0;
                 backend.Delete(name);

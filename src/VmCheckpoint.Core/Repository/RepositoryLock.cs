@@ -25,31 +25,83 @@ namespace VmCheckpoint.Core.Repository
     }
 
     /// <summary>
+    /// This process's lock on the repository could not be kept (refreshes failed until another process could take it
+    /// for stale, or another process removed it): the job under it stopped rather than go on unprotected.
+    /// </summary>
+    public sealed class RepositoryLockLostException : IOException
+    {
+        public RepositoryLockLostException(string message, Exception? inner) : base(message, inner) { }
+    }
+
+    /// <summary>When a lock is refreshed, and when a holder that cannot refresh it gives up.</summary>
+    internal sealed class LockTimings
+    {
+        public static readonly LockTimings Default = new LockTimings(TimeSpan.FromMinutes(5), TimeSpan.FromSeconds(30), TimeSpan.FromMinutes(15));
+
+        public LockTimings(TimeSpan refreshEvery, TimeSpan retryEvery, TimeSpan giveUpAfter)
+        {
+            if (giveUpAfter >= RepositoryLock.StaleAfter) throw new ArgumentOutOfRangeException(nameof(giveUpAfter), "A holder must give up before its lock can be taken for stale.");
+            RefreshEvery = refreshEvery;
+            RetryEvery = retryEvery;
+            GiveUpAfter = giveUpAfter;
+        }
+
+        /// <summary>A held lock is written anew this often.</summary>
+        public TimeSpan RefreshEvery { get; }
+        /// <summary>After a failed refresh, the next try comes this soon.</summary>
+        public TimeSpan RetryEvery { get; }
+        /// <summary>
+        /// A lock not refreshed for this long is lost: the job under it is cancelled. Half of <see cref="RepositoryLock.StaleAfter"/>
+        /// by default, leaving the job time to stop (and clocks of other hosts room to differ) before anyone may take the lock
+        /// for stale.
+        /// </summary>
+        public TimeSpan GiveUpAfter { get; }
+    }
+
+    /// <summary>
     /// A lock is a small object under locks/ naming its holder. A lock is stale, and ignored, when its holder is a
     /// process of this host that no longer runs, or when it has not been refreshed for <see cref="StaleAfter"/>
-    /// (a holder on another host that died). Holders refresh their lock while they run.
+    /// (a holder on another host that died). Holders refresh their lock while they run; a holder that cannot (the share
+    /// stopped answering, its lock was removed by another process) loses it before it could be taken for stale:
+    /// <see cref="LostToken"/> is cancelled, and the job running under it (<see cref="Run{T}"/>) stops.
     /// </summary>
     internal sealed class RepositoryLock : IDisposable
     {
         public static readonly TimeSpan StaleAfter = TimeSpan.FromMinutes(30);
-        private static readonly TimeSpan RefreshEvery = TimeSpan.FromMinutes(5);
 
         private readonly RepositoryLayout _layout;
-        private readonly Timer _refresh;
+        private readonly LockTimings _timings;
+        private readonly object _gate = new object();
+        /// <summary>Refreshes on a thread of its own: a thread pool busy with the job's work must not starve the lock.</summary>
+        private readonly Thread _refresher;
+        private readonly ManualResetEventSlim _stop = new ManualResetEventSlim(false);
+        private readonly Stopwatch _sinceRefresh = Stopwatch.StartNew();
+        private readonly CancellationTokenSource _lost = new CancellationTokenSource();
+        /// <summary>Our own earlier locks a delete failed on: deleted at the next refresh, or at the end.</summary>
+        private readonly List<string> _leftovers = new List<string>();
         private string _name;
+        private string? _lostReason;
+        private Exception? _lostCause;
         private bool _disposed;
 
-        private RepositoryLock(RepositoryLayout layout, LockKind kind, string name)
+        private RepositoryLock(RepositoryLayout layout, LockKind kind, string name, LockTimings timings)
         {
             _layout = layout;
+            _timings = timings;
             Kind = kind;
             _name = name;
-            _refresh = new Timer(_ => Refresh(), null, RefreshEvery, RefreshEvery);
+            _refresher = new Thread(RefreshLoop) { IsBackground = true, Name = "VmCheckpoint lock refresh" };
+            _refresher.Start();
         }
 
         public LockKind Kind { get; }
 
-        public static RepositoryLock Acquire(RepositoryLayout layout, LockKind kind, TimeSpan wait, CancellationToken cancellationToken)
+        /// <summary>Cancelled when the lock is lost; a job links its own token with it (<see cref="Run{T}"/>).</summary>
+        public CancellationToken LostToken => _lost.Token;
+
+        public bool IsLost => _lost.IsCancellationRequested;
+
+        public static RepositoryLock Acquire(RepositoryLayout layout, LockKind kind, TimeSpan wait, CancellationToken cancellationToken, LockTimings? timings = null)
         {
             var deadline = DateTime.UtcNow + wait;
             var random = new Random();
@@ -64,10 +116,10 @@ namespace VmCheckpoint.Core.Repository
                 }
                 catch
                 {
-                    TryDelete(layout, name); // the locks cannot be read (share unreachable): fail, leaving nothing behind
+                    TryDelete(layout, name); // the locks cannot be read (share unreachable, no permission): fail, leaving nothing behind
                     throw;
                 }
-                if (conflict is null) return new RepositoryLock(layout, kind, name);
+                if (conflict is null) return new RepositoryLock(layout, kind, name, timings ?? LockTimings.Default);
                 TryDelete(layout, name);
                 if (DateTime.UtcNow >= deadline)
                     throw new RepositoryLockedException(
@@ -78,6 +130,34 @@ namespace VmCheckpoint.Core.Repository
             }
         }
 
+        /// <summary>
+        /// Runs a job under this lock: its token is cancelled by the caller's or by the loss of the lock, and a loss
+        /// surfaces as <see cref="RepositoryLockLostException"/>, never as a plain cancellation.
+        /// </summary>
+        public T Run<T>(CancellationToken cancellationToken, Func<CancellationToken, T> work)
+        {
+            using var linked = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken, _lost.Token);
+            try
+            {
+                return work(linked.Token);
+            }
+            catch (OperationCanceledException) when (IsLost && !cancellationToken.IsCancellationRequested)
+            {
+                throw LostException();
+            }
+        }
+
+        /// <summary>Throws <see cref="RepositoryLockLostException"/> if the lock was lost.</summary>
+        public void ThrowIfLost()
+        {
+            if (IsLost) throw LostException();
+        }
+
+        private RepositoryLockLostException LostException()
+        {
+            lock (_gate) return new RepositoryLockLostException($"The lock on the repository {_layout.Root} was lost: {_lostReason} The job stopped rather than go on unprotected.", _lostCause);
+        }
+
         private static string Write(RepositoryLayout layout, LockKind kind)
         {
             var name = layout.LockName(Hex.Random(16));
@@ -86,9 +166,16 @@ namespace VmCheckpoint.Core.Repository
         }
 
         /// <summary>Removes a lock if it can; one left behind is stale in <see cref="StaleAfter"/> at most.</summary>
-        private static void TryDelete(RepositoryLayout layout, string name)
+        private static bool TryDelete(RepositoryLayout layout, string name)
         {
-            try { layout.Backend.Delete(name); } catch (IOException) { } catch (UnauthorizedAccessException) { }
+            try
+            {
+                layout.Backend.Delete(name);
+                return true;
+            }
+            catch (IOException) { }
+            catch (UnauthorizedAccessException) { }
+            return false;
         }
 
         private static IEnumerable<string> ListLocks(RepositoryLayout layout) =>
@@ -133,9 +220,16 @@ namespace VmCheckpoint.Core.Repository
             {
                 return null; // released meanwhile
             }
-            catch (Exception e) when (e is LiteException || e is InvalidCastException || e is UnauthorizedAccessException)
+            catch (Exception e) when (e is LiteException || e is InvalidCastException)
             {
                 return null; // not ours to understand: a torn lock cannot exist (atomic writes)
+            }
+            catch (UnauthorizedAccessException e)
+            {
+                // Not being allowed to read a lock says nothing of its holder: it may be live.
+                throw new UnauthorizedAccessException(
+                    $"The lock {layout.Backend.Locate(name)} cannot be read ({e.Message}). It may be a live holder's, so the repository is not used: " +
+                    "give this account read access to the repository's locks folder, or remove the lock if its holder is gone.", e);
             }
             // Any other I/O error (a share that stopped answering) goes to the caller: a lock that cannot be read
             // may be a live holder's, and taking it for none would let a checkpoint and reclaiming run together.
@@ -170,7 +264,7 @@ namespace VmCheckpoint.Core.Repository
             }
         }
 
-        /// <summary>Removes locks whose holders are gone.</summary>
+        /// <summary>Removes locks whose holders are gone (a lock that cannot be read is an error, as when acquiring).</summary>
         public static int RemoveStale(RepositoryLayout layout)
         {
             int removed = 0;
@@ -185,33 +279,86 @@ namespace VmCheckpoint.Core.Repository
             return removed;
         }
 
-        private void Refresh()
+        private void RefreshLoop()
         {
-            lock (_refresh)
+            var next = _timings.RefreshEvery;
+            while (!_stop.Wait(next))
             {
-                if (_disposed) return;
-                try
-                {
-                    var fresh = Write(_layout, Kind);
-                    TryDelete(_layout, _name);
-                    _name = fresh;
-                }
-                catch (IOException)
-                {
-                    // The share is unreachable for now; the next refresh tries again.
-                }
+                var after = Refresh();
+                if (after is null) return;
+                next = after.Value;
             }
+        }
+
+        /// <summary>
+        /// Writes the lock anew, then removes the old one. A refresh that fails is tried again soon; once the lock has
+        /// gone unrefreshed for <see cref="LockTimings.GiveUpAfter"/>, or was removed by someone else, it is lost.
+        /// </summary>
+        /// <returns>When to refresh next, or null: the lock is lost or released.</returns>
+        private TimeSpan? Refresh()
+        {
+            string? lostReason = null;
+            lock (_gate)
+            {
+                if (_disposed || IsLost) return null;
+                TimeSpan next;
+                if (_sinceRefresh.Elapsed >= _timings.GiveUpAfter)
+                {
+                    // Asleep too long (a suspended host, a starved process): another process may already take it for stale.
+                    lostReason = $"it was last refreshed {_sinceRefresh.Elapsed.TotalSeconds:0} s ago, and may be taken for stale from {StaleAfter.TotalSeconds:0} s on" + (_lostCause is null ? "." : $" (the last refresh failed: {_lostCause.Message}).");
+                }
+                else
+                {
+                    try
+                    {
+                        if (_layout.Backend.GetInfo(_name) is null)
+                        {
+                            lostReason = $"{_layout.Backend.Locate(_name)} was removed by another process.";
+                        }
+                        else
+                        {
+                            var fresh = Write(_layout, Kind);
+                            _leftovers.Add(_name);
+                            _name = fresh;
+                            _sinceRefresh.Restart();
+                            _lostCause = null;
+                            _leftovers.RemoveAll(old => TryDelete(_layout, old));
+                        }
+                    }
+                    catch (Exception e)
+                    {
+                        // Whatever failed (I/O, permissions, anything else: this thread must never die of it) is tried
+                        // again below, until it is too late.
+                        _lostCause = e;
+                    }
+                }
+                if (lostReason is null)
+                {
+                    var left = _timings.GiveUpAfter - _sinceRefresh.Elapsed;
+                    next = _lostCause is null ? _timings.RefreshEvery : (left < _timings.RetryEvery ? left : _timings.RetryEvery);
+                    return next < TimeSpan.Zero ? TimeSpan.Zero : next;
+                }
+                _lostReason = lostReason;
+            }
+            _lost.Cancel(); // outside the gate: the jobs' cancellation callbacks run here
+            return null;
         }
 
         public void Dispose()
         {
-            lock (_refresh)
+            lock (_gate)
             {
                 if (_disposed) return;
                 _disposed = true;
             }
-            _refresh.Dispose();
+            _stop.Set();
+            if (Thread.CurrentThread != _refresher)
+            {
+                _refresher.Join();
+                _stop.Dispose();
+            }
             TryDelete(_layout, _name);
+            foreach (var old in _leftovers) TryDelete(_layout, old);
         }
     }
 }

@@ -7,6 +7,7 @@ using VmCheckpoint.Core.Health;
 using VmCheckpoint.Core.Hypervisors.Libvirt;
 using VmCheckpoint.Core.Hypervisors;
 using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Notifications;
 using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
 
@@ -21,7 +22,9 @@ namespace VmCheckpoint.Core.Scheduling
     /// <summary>
     /// One run of a schedule, as the timer starts it: checkpoints (then retention) or one health check. A run that
     /// finds the previous one still going stops at once with <see cref="ScheduleOverlapException"/>, logged in the
-    /// job log; any VM that fails makes the run fail (after the others were done), its error in the job log.
+    /// job log; any VM that fails makes the run fail (after the others were done), its error in the job log. A run
+    /// that fails, whole or for some VMs, sends a notice (and, with -On Always, one that succeeds) by the machine's
+    /// notification settings.
     /// </summary>
     public sealed class ScheduledRun
     {
@@ -29,19 +32,59 @@ namespace VmCheckpoint.Core.Scheduling
         private readonly CheckpointCatalog _catalog;
         private readonly IJobReporter _reporter;
         private readonly HypervisorConnector _connector;
+        private readonly INotificationSettingsSource _notifications;
 
         /// <param name="connector">Connects to a host of the schedule's hypervisor; libvirt only when not given.</param>
-        public ScheduledRun(ScheduleStore store, CheckpointCatalog catalog, IJobReporter? reporter = null, HypervisorConnector? connector = null)
+        /// <param name="notifications">The notification settings; those stored beside the schedules when not given.</param>
+        public ScheduledRun(ScheduleStore store, CheckpointCatalog catalog, IJobReporter? reporter = null, HypervisorConnector? connector = null,
+            INotificationSettingsSource? notifications = null)
         {
             _store = store;
             _catalog = catalog;
             _reporter = reporter ?? NullJobReporter.Instance;
             _connector = connector ?? new HypervisorConnector();
+            _notifications = notifications ?? new NotificationStore(store.Root);
         }
 
         public List<object> Execute(ScheduleDefinition schedule, CancellationToken cancellationToken)
         {
-            var repository = CheckpointRepository.Open(schedule.Repository);
+            var report = new ScheduledRunReport(schedule.Name, schedule.VmNames, schedule.Repository, schedule.Kind == ScheduleKind.Watch);
+            var notifier = new Notifier(_notifications, _reporter);
+            List<object> output;
+            try
+            {
+                output = Execute(schedule, report, cancellationToken);
+            }
+            catch (Exception e) when (!(e is OperationCanceledException))
+            {
+                notifier.Send(report.Failure(e, e is ScheduleOverlapException
+                    ? "None for this run: the next one comes at its time. If runs keep overlapping, one hangs or the interval is too short (Get-VmCheckpointJob -Result Running shows the run still going)."
+                    : null), cancellationToken);
+                throw;
+            }
+            if (schedule.Kind == ScheduleKind.Checkpoint) notifier.Send(report.Success(), cancellationToken);
+            return output;
+        }
+
+        private List<object> Execute(ScheduleDefinition schedule, ScheduledRunReport report, CancellationToken cancellationToken)
+        {
+            CheckpointRepository repository;
+            try
+            {
+                repository = CheckpointRepository.Open(schedule.Repository);
+            }
+            catch (Exception e)
+            {
+                // No repository, so no job of any VM logs this one: the run's own line in the job log does.
+                try
+                {
+                    var job = _catalog.StartJob("Scheduled", string.Join(", ", schedule.VmNames), null);
+                    job.Repository = schedule.Repository;
+                    _catalog.FinishJob(job, JobResult.Failed, $"Schedule '{schedule.Name}': {e.Message}");
+                }
+                catch (Exception logError) { e.Data["VmCheckpoint.JobLogError"] = logError.Message; }
+                throw;
+            }
             using var runLock = _store.TryTakeRunLock(schedule.Name);
             if (runLock is null)
             {
@@ -56,7 +99,7 @@ namespace VmCheckpoint.Core.Scheduling
                 var policy = new HealthPolicy { TargetUri = schedule.TargetConnectionUri };
                 if (schedule.Action != null) policy.Action = (RecoveryAction)Enum.Parse(typeof(RecoveryAction), schedule.Action, true);
                 string here = schedule.HostLocation ?? (schedule.IsHyperV ? "" : LibvirtConnection.DefaultUri);
-                var watcher = new HealthWatcher(repository, _catalog, where => _connector.Connect(schedule.Hypervisor, where), here, policy, _reporter);
+                var watcher = new HealthWatcher(repository, _catalog, where => _connector.Connect(schedule.Hypervisor, where), here, policy, _reporter, _notifications);
                 output.AddRange(watcher.CheckOnce(schedule.VmNames.Count == 0 ? null : schedule.VmNames, cancellationToken));
                 return output;
             }
@@ -70,10 +113,12 @@ namespace VmCheckpoint.Core.Scheduling
                     {
                         var manifest = new VmCheckpointJob(repository, _catalog, hypervisor, _reporter).Run(vm, new CheckpointPlan { IncludeMemory = schedule.IncludeMemory }, cancellationToken);
                         output.Add(_catalog.GetCheckpoints(repository.Id, c => c.Id == manifest.Id).First());
+                        report.Checkpointed(vm, manifest.Id);
                     }
                     catch (Exception e) when (!(e is OperationCanceledException))
                     {
                         failures.Add($"{vm}: {e.Message}");
+                        report.Failed(vm, e);
                     }
                 }
                 var policy = new RetentionPolicy { KeepLast = schedule.KeepLast, KeepDaily = schedule.KeepDaily, KeepWeekly = schedule.KeepWeekly, KeepMonthly = schedule.KeepMonthly };

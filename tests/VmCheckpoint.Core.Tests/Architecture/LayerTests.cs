@@ -18,8 +18,9 @@ public class LayerTests
         ["Catalog"] = new[] { "Reporting", "Disks", "Repository" },
         ["Hypervisors"] = new[] { "Reporting", "Disks" },
         ["Jobs"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors" },
-        ["Health"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Jobs" },
-        ["Scheduling"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Jobs", "Health" },
+        ["Notifications"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors" },
+        ["Health"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Jobs", "Notifications" },
+        ["Scheduling"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Jobs", "Health", "Notifications" },
     };
 
     internal static string SourceRoot()

@@ -3,6 +3,7 @@ using VmCheckpoint.Core.Health;
 using VmCheckpoint.Core.Hypervisors;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Tests.Fakes;
+using VmCheckpoint.Core.Tests.Notifications;
 using VmCheckpoint.Core.Tests.Repository;
 using Xunit;
 
@@ -35,9 +36,12 @@ public sealed class HealthWatcherTests : IDisposable
         _t.Dispose();
     }
 
+    /// <summary>This host's own notification settings, if it has any, are not the tests' business.</summary>
+    private static readonly FixedSettings NoNotifications = new(null);
+
     private HealthWatcher Watcher(HealthPolicy policy) =>
         new(_t.Repository, _catalog, uri => uri == _target.Host ? _target : uri == _host.Host ? _host : throw new HypervisorUnavailableException($"{uri} is down"),
-            _host.Host, WithFolder(policy));
+            _host.Host, WithFolder(policy), notifications: NoNotifications);
 
     private HealthPolicy WithFolder(HealthPolicy policy)
     {
@@ -131,7 +135,7 @@ public sealed class HealthWatcherTests : IDisposable
     {
         var policy = WithFolder(new HealthPolicy { TargetUri = _target.Host });
         var watcher = new HealthWatcher(_t.Repository, _catalog, uri => uri == _target.Host ? _target : throw new HypervisorUnavailableException("connection refused"),
-            "qemu:///gone", policy);
+            "qemu:///gone", policy, notifications: NoNotifications);
         var events = watcher.CheckOnce(new[] { "web" }, CancellationToken.None);
 
         Assert.Equal("HostUnreachable", events[0].Condition);

@@ -69,6 +69,8 @@ public sealed class BlockStoreTests
         Assert.Throws<InvalidDataException>(() => IndexFile.Parse(bytes, index));
         Assert.Equal(content, t.Restore(m.Id, "disk"));
         Assert.Equal(VerificationStatus.Healthy, Assert.Single(t.Verify(readData: true)).Status);
+        // Ignored for reading, never silently: verification reports the index file itself.
+        Assert.Equal(RepositoryObjectKind.Index, Assert.Single(t.VerifyAll(readData: false).Problems).Kind);
 
         File.WriteAllBytes(index, Array.Empty<byte>()); // truncated to nothing
         Assert.Equal(content, t.Restore(m.Id, "disk"));

@@ -88,6 +88,17 @@ internal sealed class TestRepository : IDisposable
     public List<VerificationResult> Verify(bool readData) =>
         new VerifyJob(Repository, null).Run(Repository.ListCheckpoints(), readData).ToList();
 
+    /// <summary>Verifies every checkpoint, and with them every index file and (with data) every pack.</summary>
+    public VerificationReport VerifyAll(bool readData = true) =>
+        new VerifyJob(Repository, null).Verify(Repository.ListCheckpoints(), readData);
+
+    /// <summary>Repairs the index; <paramref name="confirm"/> as the cmdlet's ShouldProcess (null: yes).</summary>
+    public RepairResult Repair(Func<RepairResult, bool>? confirm = null) => new RepairJob(Repository, null) { LockWait = TimeSpan.Zero }.Run(confirm);
+
+    public string[] IndexFiles() => Directory.GetFiles(Layout.IndexDirectory, "*.idx");
+
+    public string[] ManifestFiles() => Directory.GetFiles(Layout.CheckpointsDirectory, "*.json", SearchOption.AllDirectories);
+
     public string[] PackFiles() => Directory.GetFiles(Layout.PacksDirectory, "*.pack", SearchOption.AllDirectories);
 
     /// <summary>The entries of a pack, from its trailer.</summary>

@@ -87,8 +87,19 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             {
                 if (!previousRunDied)
                     throw new VmBusyException($"'{VmName}' has a job running (a backup, a migration or a save by someone else); try again when it ends.");
-                _domain.AbortJob();
-                _notes.Add("A backup job left by an interrupted run was ended.");
+                // A live snapshot the dead run started goes on in libvirtd: let it end (its overlays are merged below);
+                // a backup job it left is ended.
+                var waited = Stopwatch.StartNew();
+                while (_domain.HasActiveJob && waited.Elapsed < TimeSpan.FromSeconds(60)) System.Threading.Thread.Sleep(100);
+                if (_domain.HasActiveJob) _domain.AbortJob();
+                _notes.Add("A job left by an interrupted run was ended.");
+            }
+            if (previousRunDied && _domain.State.State == LibvirtNative.StatePaused)
+            {
+                // Paused by the run that died (the instant of a snapshot or a save), not by its administrator: this
+                // module's lock on the VM was held by that run.
+                _domain.Resume();
+                _notes.Add($"'{VmName}' was left paused by an interrupted checkpoint and was resumed.");
             }
             var disks = DomainXml.Disks(_domain.GetXml());
             if (disks.Any(d => IsOverlay(d.SourceFile)))

@@ -168,7 +168,10 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         /// </summary>
         public void CommitActiveLayer(string disk, TimeSpan timeout)
         {
-            if (LibvirtNative.virDomainBlockCommit(Handle, disk, null, null, 0, LibvirtNative.BlockCommitActive) < 0)
+            // A merge an interrupted run started may still be going: then it is only waited for and finished.
+            bool running = LibvirtNative.virDomainGetBlockJobInfo(Handle, disk, out _, 0) == 1;
+            LibvirtNative.virResetLastError();
+            if (!running && LibvirtNative.virDomainBlockCommit(Handle, disk, null, null, 0, LibvirtNative.BlockCommitActive) < 0)
                 throw LibvirtNative.LastError($"Merging the overlay of disk {disk} of '{Name}'");
             var clock = System.Diagnostics.Stopwatch.StartNew();
             while (true)

@@ -44,6 +44,18 @@ internal sealed class FaultInjectingBackend : IRepositoryBackend
     /// <summary>Listings of prefixes this matches fail with EIO.</summary>
     public Func<string, bool>? FailLists { get; set; }
 
+    /// <summary>Puts of objects this matches fail with EIO before a byte is written (a share that stopped answering).</summary>
+    public Func<string, bool>? FailPuts { get; set; }
+
+    /// <summary>Deletes of objects this matches fail with EIO and delete nothing.</summary>
+    public Func<string, bool>? FailDeletes { get; set; }
+
+    /// <summary>Opening objects this matches for reading is refused (UnauthorizedAccessException: no permission).</summary>
+    public Func<string, bool>? DenyReads { get; set; }
+
+    /// <summary>Called before every read of an object (tests slow reads down with it).</summary>
+    public Action<string>? BeforeRead { get; set; }
+
     public bool Crashed { get; private set; }
 
     /// <summary>The <paramref name="n"/>th write from now (a Put, a writer's Write or Commit; 1-based) fails with ENOSPC, once.</summary>
@@ -80,6 +92,10 @@ internal sealed class FaultInjectingBackend : IRepositoryBackend
             _writes = _puts = 0;
             FailReads = null;
             FailLists = null;
+            FailPuts = null;
+            FailDeletes = null;
+            DenyReads = null;
+            BeforeRead = null;
             PutLog.Clear();
             _openWriters.Clear();
         }
@@ -110,6 +126,7 @@ internal sealed class FaultInjectingBackend : IRepositoryBackend
     public IObjectWriter OpenWrite(string name)
     {
         CheckAlive();
+        if (FailPuts?.Invoke(name) == true) throw new IOException($"{Inner.Locate(name)}: Input/output error (injected)", IoError);
         long? tearAt = null;
         lock (_gate)
         {
@@ -131,6 +148,7 @@ internal sealed class FaultInjectingBackend : IRepositoryBackend
     public IObjectReader OpenRead(string name)
     {
         CheckAlive();
+        if (DenyReads?.Invoke(name) == true) throw new UnauthorizedAccessException($"Access to the path '{Inner.Locate(name)}' is denied (injected).");
         return new Reader(this, name, Inner.OpenRead(name));
     }
 
@@ -150,6 +168,7 @@ internal sealed class FaultInjectingBackend : IRepositoryBackend
     public void Delete(string name)
     {
         CheckAlive();
+        if (FailDeletes?.Invoke(name) == true) throw new IOException($"{Inner.Locate(name)}: Input/output error (injected)", IoError);
         Inner.Delete(name);
     }
 
@@ -272,6 +291,7 @@ internal sealed class FaultInjectingBackend : IRepositoryBackend
         public int ReadAt(long offset, byte[] buffer, int index, int count)
         {
             _owner.CheckAlive();
+            _owner.BeforeRead?.Invoke(_name);
             if (_owner.FailReads?.Invoke(_name) == true)
                 throw new IOException($"{_owner.Locate(_name)}: Input/output error (injected) at {offset}", IoError);
             return _inner.ReadAt(offset, buffer, index, count);

@@ -72,7 +72,7 @@ public sealed class FaultInjectionTests
             Assert.Equal(s.SecondContent, t.Restore(second.Id, "disk"));
             break;
         }
-        // Lock (write, commit), pack (header, 4 blocks, entries, footer, commit), index and manifest (2 each).
+        // Lock (write, commit), pack (header, 4 blocks, checksum, entries, footer, commit), index and manifest (2 each).
         Assert.True(n > 14, $"only {n - 1} writes were faulted");
     }
 
