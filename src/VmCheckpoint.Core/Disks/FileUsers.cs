@@ -51,11 +51,25 @@ namespace VmCheckpoint.Core.Disks
     public static class FileUsers
     {
         /// <summary>The processes that have <paramref name="path"/> open (any of its hard links or symlinks resolved).</summary>
-        public static List<FileUser> Of(string path)
+        public static List<FileUser> Of(string path) => Of(new[] { path })[path];
+
+        /// <summary>
+        /// The processes that have each of <paramref name="paths"/> open, found in one pass over /proc: every process's
+        /// open files are read once, however many paths are asked about.
+        /// </summary>
+        public static Dictionary<string, List<FileUser>> Of(IReadOnlyCollection<string> paths)
         {
-            var users = new List<FileUser>();
-            if (!RuntimeInformation.IsOSPlatform(OSPlatform.Linux) || !File.Exists(path)) return users;
-            string target = RealPath(path);
+            var users = new Dictionary<string, List<FileUser>>(StringComparer.Ordinal);
+            foreach (var p in paths) users[p] = new List<FileUser>();
+            if (!RuntimeInformation.IsOSPlatform(OSPlatform.Linux)) return users;
+            var byTarget = new Dictionary<string, List<string>>(StringComparer.Ordinal);
+            foreach (var p in paths.Where(File.Exists))
+            {
+                string target = RealPath(p);
+                if (!byTarget.TryGetValue(target, out var asked)) byTarget[target] = asked = new List<string>();
+                asked.Add(p);
+            }
+            if (byTarget.Count == 0) return users;
             int self = System.Diagnostics.Process.GetCurrentProcess().Id;
             IEnumerable<string> processes;
             try { processes = Directory.EnumerateDirectories("/proc"); }
@@ -63,30 +77,42 @@ namespace VmCheckpoint.Core.Disks
             foreach (var dir in processes)
             {
                 if (!int.TryParse(Path.GetFileName(dir), out int pid) || pid == self) continue;
-                bool open = false, writing = false;
+                var found = new Dictionary<string, bool>(StringComparer.Ordinal); // target -> open for writing
                 try
                 {
                     foreach (var fd in Directory.EnumerateFiles(Path.Combine(dir, "fd")))
                     {
-                        if (!string.Equals(ReadLink(fd), target, StringComparison.Ordinal)) continue;
-                        open = true;
-                        writing |= OpenForWriting(Path.Combine(dir, "fdinfo", Path.GetFileName(fd)));
+                        string? link = ReadLink(fd);
+                        if (link is null || !byTarget.ContainsKey(link)) continue;
+                        bool writing = OpenForWriting(Path.Combine(dir, "fdinfo", Path.GetFileName(fd)));
+                        found[link] = found.TryGetValue(link, out bool before) ? before | writing : writing;
                     }
                 }
                 catch (Exception e) when (e is IOException || e is UnauthorizedAccessException)
                 {
                     continue; // gone meanwhile, or not ours to see
                 }
-                if (open) users.Add(Describe(pid, writing));
+                foreach (var hit in found)
+                {
+                    var user = Describe(pid, hit.Value);
+                    foreach (var p in byTarget[hit.Key]) users[p].Add(user);
+                }
             }
             return users;
         }
 
         /// <summary>Throws <see cref="DiskInUseException"/> when a process has <paramref name="path"/> open (for writing only, when asked).</summary>
-        public static void EnsureNotInUse(string path, bool writersOnly, Func<FileUser, string> message)
+        public static void EnsureNotInUse(string path, bool writersOnly, Func<FileUser, string> message) =>
+            EnsureNotInUse(new[] { path }, writersOnly, (_, user) => message(user));
+
+        /// <summary>As <see cref="EnsureNotInUse(string, bool, Func{FileUser, string})"/> for several files, in one pass over /proc.</summary>
+        public static void EnsureNotInUse(IReadOnlyCollection<string> paths, bool writersOnly, Func<string, FileUser, string> message)
         {
-            var user = Of(path).FirstOrDefault(u => !writersOnly || u.Writing);
-            if (user != null) throw new DiskInUseException(message(user), path, user);
+            foreach (var entry in Of(paths))
+            {
+                var user = entry.Value.FirstOrDefault(u => !writersOnly || u.Writing);
+                if (user != null) throw new DiskInUseException(message(entry.Key, user), entry.Key, user);
+            }
         }
 
         private static FileUser Describe(int pid, bool writing)

@@ -66,7 +66,7 @@ namespace VmCheckpoint.Core.Jobs
 
         public CheckpointManifest Run(CheckpointRequest request, CancellationToken cancellationToken = default)
         {
-            if (string.IsNullOrWhiteSpace(request.VmName)) throw new ArgumentException("A checkpoint needs a VM name.");
+            VmNames.Validate(request.VmName);
             if (request.Disks.Count == 0) throw new ArgumentException("A checkpoint needs at least one disk.");
             return JobLog.Run(_catalog, "Checkpoint", request.VmName, _repository, _ => Store(request, cancellationToken), JobMessage, m => m.Id);
         }
@@ -81,7 +81,6 @@ namespace VmCheckpoint.Core.Jobs
         /// <summary>Stores the checkpoint and indexes it, without a line in the job log (the caller's job has it).</summary>
         internal CheckpointManifest Store(CheckpointRequest request, CancellationToken cancellationToken)
         {
-            VmNames.Validate(request.VmName);
             if (request.Disks.Count == 0) throw new ArgumentException("A checkpoint needs at least one disk.");
             var manifest = RunLocked(request, cancellationToken);
             _catalog?.AddCheckpoint(_repository, manifest);

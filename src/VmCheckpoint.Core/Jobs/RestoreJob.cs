@@ -87,35 +87,30 @@ namespace VmCheckpoint.Core.Jobs
 
         private IReadOnlyList<RestoredDisk> RestoreUnderLock(CheckpointManifest manifest, RestoreRequest request, CancellationToken cancellationToken)
         {
+            var disks = SelectDisks(manifest, request);
+            var targets = disks.Select(d => TargetPath(request, d)).ToList();
+            var memoryTarget = Path.Combine(Path.GetFullPath(request.Destination), "memory.save");
+            // Refused before anything is written: a file a running VM holds, -Force or not; an existing one without -Force.
+            var all = request.IncludeMemory ? targets.Concat(new[] { memoryTarget }).ToList() : targets;
+            EnsureNotHeld(all);
+            if (!request.Force && all.FirstOrDefault(File.Exists) is { } existing) throw new TargetExistsException(existing);
+            Directory.CreateDirectory(request.Destination);
+            using var store = _repository.OpenStore(cancellationToken);
+            var restored = new List<RestoredDisk>();
+            for (int i = 0; i < disks.Count; i++)
             {
-                var disks = SelectDisks(manifest, request);
-                var targets = disks.Select(d => TargetPath(request, d)).ToList();
-                var memoryTarget = Path.Combine(Path.GetFullPath(request.Destination), "memory.save");
-                // Refused before anything is written: a file a running VM holds, -Force or not; an existing one without -Force.
-                foreach (var target in request.IncludeMemory ? targets.Concat(new[] { memoryTarget }) : targets)
-                {
-                    EnsureNotHeld(target);
-                    if (!request.Force && File.Exists(target)) throw new TargetExistsException(target);
-                }
-                Directory.CreateDirectory(request.Destination);
-                using var store = _repository.OpenStore(cancellationToken);
-                var restored = new List<RestoredDisk>();
-                for (int i = 0; i < disks.Count; i++)
-                {
-                    string status = $"{manifest.VmName} {manifest.Id}: disk {disks[i].Name} ({i + 1} of {disks.Count})";
-                    restored.Add(request.DifferencingParentFolder is null
-                        ? RestoreDisk(store, manifest, disks[i], targets[i], request, status, cancellationToken)
-                        : RestoreDifferencing(store, manifest, disks[i], targets[i], request, status, cancellationToken));
-                }
-                if (request.IncludeMemory)
-                {
-                    if (manifest.Memory is null) throw new InvalidOperationException($"Checkpoint {manifest.Id} of '{manifest.VmName}' holds no memory state (take checkpoints with -IncludeMemory).");
-                    var raw = new RestoreRequest(request.Checkpoint, request.Destination) { Format = DiskFormat.Raw, Force = request.Force };
-                    if (!request.Force && File.Exists(memoryTarget)) throw new TargetExistsException(memoryTarget);
-                    restored.Add(RestoreDisk(store, manifest, manifest.Memory, memoryTarget, raw, $"{manifest.VmName} {manifest.Id}: memory state", cancellationToken));
-                }
-                return (IReadOnlyList<RestoredDisk>)restored;
+                string status = $"{manifest.VmName} {manifest.Id}: disk {disks[i].Name} ({i + 1} of {disks.Count})";
+                restored.Add(request.DifferencingParentFolder is null
+                    ? RestoreDisk(store, manifest, disks[i], targets[i], request, status, cancellationToken)
+                    : RestoreDifferencing(store, manifest, disks[i], targets[i], request, status, cancellationToken));
             }
+            if (request.IncludeMemory)
+            {
+                if (manifest.Memory is null) throw new InvalidOperationException($"Checkpoint {manifest.Id} of '{manifest.VmName}' holds no memory state (take checkpoints with -IncludeMemory).");
+                var raw = new RestoreRequest(request.Checkpoint, request.Destination) { Format = DiskFormat.Raw, Force = request.Force };
+                restored.Add(RestoreDisk(store, manifest, manifest.Memory, memoryTarget, raw, $"{manifest.VmName} {manifest.Id}: memory state", cancellationToken));
+            }
+            return restored;
         }
 
         /// <summary>
@@ -194,7 +189,8 @@ namespace VmCheckpoint.Core.Jobs
         /// </summary>
         private void PutInPlace(string temporary, string target, RestoreRequest request)
         {
-            EnsureNotHeld(target);
+            // Again at the last moment: a VM may have been started on the file meanwhile.
+            EnsureNotHeld(new[] { target });
             if (File.Exists(target))
             {
                 if (!request.Force) throw new TargetExistsException(target);
@@ -205,8 +201,8 @@ namespace VmCheckpoint.Core.Jobs
             File.Move(temporary, target);
         }
 
-        private static void EnsureNotHeld(string target) =>
-            FileUsers.EnsureNotInUse(target, writersOnly: false, user =>
+        private static void EnsureNotHeld(IReadOnlyCollection<string> targets) =>
+            FileUsers.EnsureNotInUse(targets, writersOnly: false, (target, user) =>
                 $"{target} is held by {user}: a restore never replaces a file that a running VM holds, with -Force or without. " +
                 (user.VmName != null ? $"Stop '{user.VmName}' first, or restore into another folder." : "Close it first, or restore into another folder."));
 

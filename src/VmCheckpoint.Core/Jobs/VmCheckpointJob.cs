@@ -32,7 +32,7 @@ namespace VmCheckpoint.Core.Jobs
 
         public CheckpointManifest Run(string vmName, CheckpointPlan plan, CancellationToken cancellationToken = default)
         {
-            if (string.IsNullOrWhiteSpace(vmName)) throw new ArgumentException("A checkpoint needs a VM name.");
+            // Checked before the source opens or writes anything (a libvirt checkpoint, a bitmap).
             VmNames.Validate(vmName);
             var job = new CheckpointJob(_repository, _catalog, _reporter);
             IVmCheckpointSession? session = null;

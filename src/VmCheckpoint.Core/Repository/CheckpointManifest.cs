@@ -82,9 +82,6 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>The disks and, when taken, the memory state: everything whose blocks the checkpoint uses.</summary>
         public IEnumerable<DiskManifest> AllBlockLists => Memory is null ? Disks : Disks.Concat(new[] { Memory });
 
-        /// <summary>Checks a name that will become part of a file name on restore (Disks/DiskNames.cs).</summary>
-        public static void ValidateDiskName(string name, string source) => DiskNames.Validate(name, source);
-
         internal byte[] Serialize()
         {
             var doc = new BsonDocument

@@ -66,7 +66,7 @@ namespace VmCheckpoint.Core.Hypervisors.ImageFiles
         {
             // Every file is opened and checked before anything is written anywhere: a corrupt or hostile image
             // changes neither the repository, nor the catalog, nor any image.
-            foreach (var path in paths) EnsureNotRunning(path);
+            EnsureNotRunning(paths);
             var tracked = new List<DiskSource>();
             var probes = ImageFileSource.OpenDiskFiles(paths, options.Format);
             try
@@ -131,8 +131,8 @@ namespace VmCheckpoint.Core.Hypervisors.ImageFiles
         /// A file a running VM writes is not a stopped disk: read now, it would not be of one instant, and a bitmap added
         /// behind qemu's back would be lost. Refused before anything is written, naming the VM and the live way.
         /// </summary>
-        private static void EnsureNotRunning(string path) =>
-            FileUsers.EnsureNotInUse(path, writersOnly: true, user => user.VmName != null
+        private static void EnsureNotRunning(IReadOnlyList<string> paths) =>
+            FileUsers.EnsureNotInUse(paths.Select(Path.GetFullPath).ToList(), writersOnly: true, (path, user) => user.VmName != null
                 ? $"{path} is a disk of {user}: its files are not read while it runs. Use Invoke-VmCheckpoint -Name '{user.VmName}' for a live checkpoint of one instant."
                 : $"{path} is open for writing by {user}: a checkpoint of it now would not be of one instant. Stop that program first.");
 

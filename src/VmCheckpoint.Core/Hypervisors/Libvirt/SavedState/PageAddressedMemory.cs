@@ -85,10 +85,18 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
 
         public IEnumerable<DiskExtent> GetDataExtents(long offset, long length)
         {
+            // Runs of data pages, not one extent a page: a 4 GiB guest has a million pages.
             var all = new List<DiskExtent> { new DiskExtent(0, _descriptor.Length) };
             foreach (var b in _blocks)
-                for (int p = 0; p < b.Pages.Length; p++)
-                    if (b.Pages[p] >= 0) all.Add(new DiskExtent(b.Offset + (long)p * PageSize, PageSize));
+            {
+                for (int p = 0; p < b.Pages.Length;)
+                {
+                    if (b.Pages[p] < 0) { p++; continue; }
+                    int start = p;
+                    while (p < b.Pages.Length && b.Pages[p] >= 0) p++;
+                    all.Add(new DiskExtent(b.Offset + (long)start * PageSize, (long)(p - start) * PageSize));
+                }
+            }
             if (_skeleton.Length > 0) all.Add(new DiskExtent(_skeletonOffset, _skeleton.Length));
             long end = offset + length;
             var clipped = all.Where(e => e.End > offset && e.Offset < end)
