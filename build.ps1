@@ -130,7 +130,9 @@ function Invoke-Build {
 function Get-TrxCounts([string] $Path) {
     [xml] $trx = Get-Content -Raw $Path
     $c = $trx.TestRun.ResultSummary.Counters
-    [pscustomobject]@{ Passed = [int]$c.passed; Failed = [int]$c.failed + [int]$c.error + [int]$c.timeout + [int]$c.aborted; Skipped = [int]$c.notExecuted }
+    $failedNames = @($trx.TestRun.Results.UnitTestResult | Where-Object outcome -ne 'Passed' | Where-Object outcome -ne 'NotExecuted' |
+        ForEach-Object { "$($_.testName): $(("$($_.Output.ErrorInfo.Message)" -split "`n")[0])" })
+    [pscustomobject]@{ Passed = [int]$c.passed; Failed = [int]$c.failed + [int]$c.error + [int]$c.timeout + [int]$c.aborted; Skipped = [int]$c.notExecuted; FailedNames = $failedNames }
 }
 
 # The engine's xunit tests; returns their counts (a build or runner failure counts as a failed test).
@@ -145,6 +147,14 @@ function Invoke-Xunit([string] $Results) {
     $xunit
 }
 
+# The failed tests again at the end of a long run, where a CI log's tail shows them.
+function Write-FailedNames([object[]] $Names) {
+    $named = @($Names | Where-Object { $_ })
+    if ($named.Count -eq 0) { return }
+    Write-Host 'Failed:'
+    foreach ($name in $named) { Write-Host "  $name" }
+}
+
 function New-ResultsFolder {
     $results = Join-Path $Out 'test-results'
     if (Test-Path $results) { Remove-Item $results -Recurse -Force }
@@ -155,6 +165,7 @@ function New-ResultsFolder {
 function Invoke-UnitTest {
     Invoke-Bootstrap
     $xunit = Invoke-Xunit (New-ResultsFolder)
+    Write-FailedNames $xunit.FailedNames
     Write-Host "Tests: $($xunit.Passed) passed, $($xunit.Failed) failed, $($xunit.Skipped) skipped"
     if ($xunit.Failed -gt 0) { exit 1 }
 }
@@ -179,6 +190,7 @@ function Invoke-Test {
     $passed = $xunit.Passed + $pester.Passed
     $failed = $xunit.Failed + $pester.Failed
     $skipped = $xunit.Skipped + $pester.Skipped
+    Write-FailedNames (@($xunit.FailedNames) + @($pester.FailedNames))
     Write-Host "xunit: $($xunit.Passed) passed, $($xunit.Failed) failed, $($xunit.Skipped) skipped; Pester: $($pester.Passed) passed, $($pester.Failed) failed, $($pester.Skipped) skipped"
     Write-Host "Tests: $passed passed, $failed failed, $skipped skipped"
     if ($failed -gt 0) { exit 1 }

@@ -24,6 +24,10 @@ $summary = [pscustomobject]@{
     Passed  = $result.PassedCount
     Failed  = $result.FailedCount + $result.FailedBlocksCount + $result.FailedContainersCount
     Skipped = $result.SkippedCount + $result.NotRunCount
+    # Named, so that the last lines of a long run say what failed.
+    FailedNames = @(@($result.Failed | ForEach-Object { "$($_.ExpandedPath): $(($_.ErrorRecord | Select-Object -First 1).Exception.Message -split "`n" | Select-Object -First 1)" }) +
+        @($result.FailedBlocks | ForEach-Object { "$($_.ExpandedPath) (block): $(($_.ErrorRecord | Select-Object -First 1).Exception.Message -split "`n" | Select-Object -First 1)" }) +
+        @($result.FailedContainers | ForEach-Object { "$($_.Item) (file): $(($_.ErrorRecord | Select-Object -First 1).Exception.Message -split "`n" | Select-Object -First 1)" }))
 }
 $summary | ConvertTo-Json | Set-Content -Path $ResultPath
 if ($summary.Failed -gt 0) { exit 1 }

@@ -12,8 +12,8 @@ namespace VmCheckpoint.Core.Tests.Repository;
 /// </summary>
 public sealed class RepositoryLockTests
 {
-    /// <summary>Refresh every 100 ms, retry every 50 ms, give up after 2 s without a refresh.</summary>
-    private static readonly LockTimings Fast = new(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(2));
+    /// <summary>Refresh every 100 ms, retry every 50 ms, give up after 4 s without a refresh (room for a loaded 2-core CI host).</summary>
+    private static readonly LockTimings Fast = new(TimeSpan.FromMilliseconds(100), TimeSpan.FromMilliseconds(50), TimeSpan.FromSeconds(4));
 
     private static string[] Locks(TestRepository t) => Directory.GetFiles(t.Layout.LocksDirectory);
 
