@@ -25,8 +25,25 @@ namespace VmCheckpoint.PowerShell
         [Parameter]
         public string? ScheduleName { get; set; }
 
-        [Parameter(Mandatory = true)]
+        /// <summary>Every so long, counted from the last run (or give -At).</summary>
+        [Parameter]
         public TimeSpan Interval { get; set; }
+
+        /// <summary>A local time of day, such as 02:30 (or give -Interval).</summary>
+        [Parameter]
+        public TimeSpan? At { get; set; }
+
+        /// <summary>The days to run at -At; every day when not given.</summary>
+        [Parameter]
+        public DayOfWeek[] DaysOfWeek { get; set; } = new DayOfWeek[0];
+
+        /// <summary>The backup window: a run still going after this long stops cleanly and says so.</summary>
+        [Parameter]
+        public TimeSpan? MaxDuration { get; set; }
+
+        /// <summary>Replaces a schedule of the same name.</summary>
+        [Parameter]
+        public SwitchParameter Force { get; set; }
 
         [Parameter(Mandatory = true, ParameterSetName = WatchSet)]
         public SwitchParameter Watch { get; set; }
@@ -63,14 +80,19 @@ namespace VmCheckpoint.PowerShell
             {
                 var repository = OpenRepository();
                 var store = new ScheduleStore();
+                var kind = Watch ? ScheduleKind.Watch : ScheduleKind.Checkpoint;
                 var schedule = new ScheduleDefinition
                 {
-                    Name = ScheduleName ?? (Watch ? "watch" : "checkpoint") + "-" + string.Join("-", Name.Select(n => new string(n.Where(char.IsLetterOrDigit).ToArray()))).Trim('-'),
-                    Kind = Watch ? ScheduleKind.Watch : ScheduleKind.Checkpoint,
+                    Name = ScheduleName ?? ScheduleDefinition.DefaultName(kind, Name),
+                    Kind = kind,
                     VmNames = Name.ToList(),
                     Interval = Interval,
+                    At = At,
+                    DaysOfWeek = DaysOfWeek.ToList(),
+                    MaxDuration = MaxDuration,
                     Repository = repository.Path,
-                    CatalogPath = CatalogPath is null ? null : ResolvePath(CatalogPath),
+                    // The run reads and writes the job log this shell does, in cron's and systemd's bare environment too.
+                    CatalogPath = CatalogPath is null ? EnvironmentCatalogPath() : ResolvePath(CatalogPath),
                     ConnectionUri = ConnectionUri,
                     Hypervisor = Core.Hypervisors.HypervisorNames.Canonical(Hypervisor),
                     ComputerName = ComputerName,
@@ -81,14 +103,20 @@ namespace VmCheckpoint.PowerShell
                     PwshCommand = PwshCommand(),
                     ModulePath = ModuleFolder(),
                 };
-                ScheduleDefinition.ValidateName(schedule.Name);
-                if (Interval < TimeSpan.FromMinutes(1)) throw new ArgumentException("A schedule runs at most once a minute.");
+                schedule.Validate();
                 var scheduler = WindowsTaskScheduler.Resolve(store, Scheduler, InvokeCommand);
                 schedule.Scheduler = scheduler.Name;
                 var plan = scheduler.Plan(schedule);
+                var existing = store.Find(schedule.Name);
+                if (existing != null && !Force)
+                {
+                    ThrowTerminatingError(new ErrorRecord(new InvalidOperationException(
+                        $"A schedule named '{schedule.Name}' exists ({existing.Describe()}, {existing.When}). Give -Force to replace it, " +
+                        "-ScheduleName for another one, or Unregister-VmCheckpointSchedule first."), "ScheduleExists", ErrorCategory.ResourceExists, schedule.Name));
+                }
                 WriteVerbose(scheduler.Explain(schedule));
-                if (!ShouldProcess(string.Join(", ", plan), $"Write {scheduler.Name} schedule '{schedule.Name}' every {Interval}")) return;
-                if (store.Find(schedule.Name) is { } old) WindowsTaskScheduler.Resolve(store, old.Scheduler, InvokeCommand).Unregister(old);
+                if (!ShouldProcess(string.Join(", ", plan), $"Write {scheduler.Name} schedule '{schedule.Name}' {schedule.When}")) return;
+                if (existing != null) WindowsTaskScheduler.Resolve(store, existing.Scheduler, InvokeCommand).Unregister(existing);
                 scheduler.Register(schedule);
                 store.Save(schedule);
                 WriteObject(schedule);
@@ -96,6 +124,13 @@ namespace VmCheckpoint.PowerShell
             catch (PipelineStoppedException) { throw; }
             catch (Exception e) { ThrowTerminatingError(ToErrorRecord(e, "RegisterSchedule", ScheduleName)); }
             finally { base.EndProcessing(); }
+        }
+
+        /// <summary>$env:VMCHECKPOINT_CATALOG of this shell, made absolute; null when unset (the run's default is then this machine's).</summary>
+        private string? EnvironmentCatalogPath()
+        {
+            var fromEnvironment = Environment.GetEnvironmentVariable(Core.Catalog.CheckpointCatalog.PathVariable);
+            return string.IsNullOrEmpty(fromEnvironment) ? null : ResolvePath(fromEnvironment!);
         }
 
         /// <summary>The module's folder (where VmCheckpoint.psd1 is): the assembly's own, or the one above its build folder.</summary>
@@ -159,7 +194,7 @@ namespace VmCheckpoint.PowerShell
     }
 
     /// <summary>One run of a schedule: what its timer runs. Fails (non-zero exit) when the previous run is still going.</summary>
-    [Cmdlet(VerbsLifecycle.Invoke, "VmCheckpointSchedule")]
+    [Cmdlet(VerbsLifecycle.Invoke, "VmCheckpointSchedule", SupportsShouldProcess = true)]
     public sealed class InvokeVmCheckpointScheduleCommand : VmCheckpointCmdlet
     {
         [Parameter(Mandatory = true, Position = 0)]
@@ -172,10 +207,12 @@ namespace VmCheckpoint.PowerShell
                 var store = new ScheduleStore();
                 var s = store.Find(Name) ?? throw new ItemNotFoundException($"No schedule named '{Name}'.");
                 if (CatalogPath is null && s.CatalogPath != null) CatalogPath = s.CatalogPath;
+                if (!ShouldProcess($"schedule '{s.Name}'", "Run once: " + s.Describe())) return;
                 foreach (var o in RunJob("Scheduled run " + Name, (reporter, token) => new ScheduledRun(store, Catalog, reporter, Connector).Execute(s, token))) WriteObject(o);
             }
             catch (PipelineStoppedException) { throw; }
             catch (ScheduleOverlapException e) { ThrowTerminatingError(new ErrorRecord(e, "ScheduleOverlap", ErrorCategory.ResourceBusy, Name)); }
+            catch (BackupWindowExceededException e) { ThrowTerminatingError(new ErrorRecord(e, "BackupWindowExceeded", ErrorCategory.OperationTimeout, Name)); }
             catch (Exception e) { ThrowTerminatingError(ToErrorRecord(e, "ScheduledRun", Name)); }
             finally { base.EndProcessing(); }
         }

@@ -44,9 +44,19 @@ namespace VmCheckpoint.PowerShell
         {
             var args = "-NoProfile -NonInteractive -Command \"" + s.Script.Replace("\"", "\\\"") + "\"";
             return $"$action = New-ScheduledTaskAction -Execute {Quote(s.PwshCommand[0])} -Argument {Quote(string.Join(" ", s.PwshCommand.Skip(1).Select(a => "\"" + a + "\"").Concat(new[] { args })))}; " +
-                   $"$trigger = New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Seconds {(long)s.Interval.TotalSeconds}); " +
+                   $"$trigger = {Trigger(s)}; " +
                    "$settings = New-ScheduledTaskSettingsSet -MultipleInstancesPolicy IgnoreNew -StartWhenAvailable; " +
                    $"Register-ScheduledTask -TaskPath '\\VmCheckpoint\\' -TaskName {Quote(s.Name)} -Action $action -Trigger $trigger -Settings $settings -User 'SYSTEM' -RunLevel Highest -Force";
+        }
+
+        /// <summary>Daily or weekly at a time of day, or repeated every interval from now.</summary>
+        internal static string Trigger(ScheduleDefinition s)
+        {
+            if (!(s.At is { } at)) return $"New-ScheduledTaskTrigger -Once -At (Get-Date) -RepetitionInterval (New-TimeSpan -Seconds {(long)s.Interval.TotalSeconds})";
+            string time = Quote(ScheduleDefinition.TimeOfDay(at));
+            return s.DaysOfWeek.Count == 0
+                ? $"New-ScheduledTaskTrigger -Daily -At {time}"
+                : $"New-ScheduledTaskTrigger -Weekly -DaysOfWeek {string.Join(",", s.OrderedDays)} -At {time}";
         }
 
         private static string Quote(string x) => "'" + x.Replace("'", "''") + "'";

@@ -41,6 +41,12 @@ namespace VmCheckpoint.Core.Catalog
             _checkpoints = _db.GetCollection<CheckpointInfo>("checkpoints");
             _checkpoints.EnsureIndex(x => x.RepositoryId);
             _checkpoints.EnsureIndex(x => x.VmName);
+            if (_db.UserVersion < StringIdsVersion)
+            {
+                UseStringIds("jobs");
+                UseStringIds("health");
+                _db.UserVersion = StringIdsVersion;
+            }
             _jobs = _db.GetCollection<JobRecord>("jobs");
             _jobs.EnsureIndex(x => x.Start);
             _health = _db.GetCollection<HealthEvent>("health");
@@ -49,18 +55,38 @@ namespace VmCheckpoint.Core.Catalog
 
         public string Path { get; }
 
-        /// <summary>$VMCHECKPOINT_CATALOG, else catalog.db under the user's local application data.</summary>
-        public static string DefaultPath
+        /// <summary>
+        /// Catalogs written before ids were strings hold LiteDB ObjectIds as the ids of jobs and health events: each is
+        /// written again under its id's text, in one transaction, so the log keeps every entry and its order.
+        /// </summary>
+        private const int StringIdsVersion = 1;
+
+        private void UseStringIds(string collection)
         {
-            get
+            var documents = _db.GetCollection(collection);
+            var old = documents.Find(Query.All()).Where(d => d["_id"].IsObjectId).ToList();
+            if (old.Count == 0) return;
+            _db.BeginTrans();
+            try
             {
-                var fromEnv = Environment.GetEnvironmentVariable(PathVariable);
-                if (!string.IsNullOrEmpty(fromEnv)) return fromEnv!;
-                var local = Environment.GetFolderPath(Environment.SpecialFolder.LocalApplicationData, Environment.SpecialFolderOption.Create);
-                if (string.IsNullOrEmpty(local)) local = System.IO.Path.GetTempPath();
-                return System.IO.Path.Combine(local, "VmCheckpoint", "catalog.db");
+                foreach (var d in old)
+                {
+                    var id = d["_id"];
+                    documents.Delete(id);
+                    d["_id"] = id.AsObjectId.ToString();
+                    documents.Insert(d);
+                }
+                _db.Commit();
+            }
+            catch
+            {
+                _db.Rollback();
+                throw;
             }
         }
+
+        /// <summary>$VMCHECKPOINT_CATALOG, else the machine-wide catalog for root and administrators, else the user's (<see cref="CatalogLocation"/>).</summary>
+        public static string DefaultPath => CatalogLocation.Default;
 
         public static CheckpointCatalog OpenDefault() => new CheckpointCatalog(DefaultPath);
 
@@ -194,7 +220,8 @@ namespace VmCheckpoint.Core.Catalog
                 Start = DateTime.UtcNow,
                 Result = JobResult.Running,
             };
-            job.Id = _jobs.Insert(job).AsObjectId;
+            job.Id = ObjectId.NewObjectId().ToString();
+            _jobs.Insert(job);
             return job;
         }
 
@@ -215,7 +242,11 @@ namespace VmCheckpoint.Core.Catalog
             return (filter is null ? all : all.Where(filter)).Take(max).ToList();
         }
 
-        public void AddHealthEvent(HealthEvent e) => e.Id = _health.Insert(e).AsObjectId;
+        public void AddHealthEvent(HealthEvent e)
+        {
+            e.Id = ObjectId.NewObjectId().ToString();
+            _health.Insert(e);
+        }
 
         /// <summary>The health log, newest first.</summary>
         public List<HealthEvent> GetHealthEvents(Func<HealthEvent, bool>? filter = null, int max = int.MaxValue)

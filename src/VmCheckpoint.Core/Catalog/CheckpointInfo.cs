@@ -80,7 +80,8 @@ namespace VmCheckpoint.Core.Catalog
     /// <summary>A line of the job log: every checkpoint, restore, verification or removal run.</summary>
     public sealed class JobRecord
     {
-        public ObjectId? Id { get; set; }
+        /// <summary>A time-ordered id (24 hex digits), a plain string in every output and export.</summary>
+        public string? Id { get; set; }
         public string Kind { get; set; } = "";
         public string VmName { get; set; } = "";
         public string RepositoryId { get; set; } = "";

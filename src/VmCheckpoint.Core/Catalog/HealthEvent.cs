@@ -18,7 +18,8 @@ namespace VmCheckpoint.Core.Catalog
     /// <summary>One line of the health log: a detection or an action of the watcher.</summary>
     public sealed class HealthEvent
     {
-        public ObjectId? Id { get; set; }
+        /// <summary>A time-ordered id (24 hex digits), a plain string in every output and export.</summary>
+        public string? Id { get; set; }
         public DateTime Time { get; set; } = DateTime.UtcNow;
         public string VmName { get; set; } = "";
         public string Host { get; set; } = "";

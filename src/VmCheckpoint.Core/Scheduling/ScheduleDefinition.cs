@@ -21,7 +21,14 @@ namespace VmCheckpoint.Core.Scheduling
         public string Name { get; set; } = "";
         public ScheduleKind Kind { get; set; }
         public List<string> VmNames { get; set; } = new List<string>();
+        /// <summary>How often an interval schedule runs (zero for a calendar schedule, which has <see cref="At"/>).</summary>
         public TimeSpan Interval { get; set; }
+        /// <summary>The local time of day a calendar schedule runs, or null for an interval schedule.</summary>
+        public TimeSpan? At { get; set; }
+        /// <summary>The days a calendar schedule runs on; every day when empty.</summary>
+        public List<DayOfWeek> DaysOfWeek { get; set; } = new List<DayOfWeek>();
+        /// <summary>The backup window: a run still going after this long stops cleanly and says so (null: no limit).</summary>
+        public TimeSpan? MaxDuration { get; set; }
         public string Repository { get; set; } = "";
         public string? CatalogPath { get; set; }
         public string? ConnectionUri { get; set; }
@@ -50,9 +57,81 @@ namespace VmCheckpoint.Core.Scheduling
         /// <summary>Where the schedule's VMs run: the libvirt URI (null: the default), or the Hyper-V computer name (null: this one).</summary>
         public string? HostLocation => Hypervisors.HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName);
 
+        /// <summary>When the schedule runs, in words: "every 04:00:00", "daily at 02:30", "Mon, Fri at 02:30".</summary>
+        public string When => At is { } at
+            ? (DaysOfWeek.Count == 0 ? "daily" : string.Join(", ", OrderedDays.Select(d => d.ToString().Substring(0, 3)))) + " at " + TimeOfDay(at)
+            : "every " + Interval;
+
+        /// <summary>The days Monday first, each once.</summary>
+        public IEnumerable<DayOfWeek> OrderedDays => DaysOfWeek.Distinct().OrderBy(d => ((int)d + 6) % 7);
+
+        internal static string TimeOfDay(TimeSpan at) =>
+            at.Seconds == 0 ? $"{at.Hours:00}:{at.Minutes:00}" : $"{at.Hours:00}:{at.Minutes:00}:{at.Seconds:00}";
+
+        /// <summary>What one run does, in words (for -WhatIf and messages).</summary>
+        public string Describe()
+        {
+            string vms = VmNames.Count == 0 ? "every VM" : string.Join(", ", VmNames);
+            if (Kind == ScheduleKind.Watch) return $"check the health of {vms} once ({Action ?? "default action"}), repository {Repository}";
+            var keep = new List<string>();
+            if (KeepLast > 0) keep.Add($"last {KeepLast}");
+            if (KeepDaily > 0) keep.Add($"{KeepDaily} daily");
+            if (KeepWeekly > 0) keep.Add($"{KeepWeekly} weekly");
+            if (KeepMonthly > 0) keep.Add($"{KeepMonthly} monthly");
+            return $"checkpoint {vms}{(IncludeMemory ? " with memory" : "")} into {Repository}" +
+                   (keep.Count > 0 ? ", then keep " + string.Join(", ", keep) : "") +
+                   (MaxDuration is { } window ? $", within {window}" : "");
+        }
+
+        /// <summary>
+        /// A schedule name from the VM names it covers: "checkpoint-web01-db01"; a wildcard alone is "all", and
+        /// "web*" is "web-any". Names too long for a schedule keep their start and a short hash of the whole.
+        /// </summary>
+        public static string DefaultName(ScheduleKind kind, IReadOnlyCollection<string> vmNames)
+        {
+            var parts = vmNames.Select(n =>
+            {
+                if (n.All(c => c == '*' || c == '?')) return "all";
+                var clean = new StringBuilder();
+                foreach (char c in n)
+                {
+                    if (char.IsLetterOrDigit(c) && c < 128) clean.Append(c);
+                    else if (c == '*' || c == '?') clean.Append(clean.Length > 0 && clean[clean.Length - 1] == '-' ? "any" : "-any");
+                    else if (clean.Length > 0 && clean[clean.Length - 1] != '-') clean.Append('-');
+                }
+                return clean.ToString().Trim('-');
+            }).Where(p => p.Length > 0).ToList();
+            string name = (kind == ScheduleKind.Watch ? "watch" : "checkpoint") + (parts.Count == 0 ? "-all" : "-" + string.Join("-", parts));
+            if (name.Length <= MaxNameLength) return name;
+            using var sha = System.Security.Cryptography.SHA256.Create();
+            string hash = string.Concat(sha.ComputeHash(Encoding.UTF8.GetBytes(string.Join("\n", vmNames))).Take(4).Select(b => b.ToString("x2")));
+            return name.Substring(0, MaxNameLength - hash.Length - 1).TrimEnd('-') + "-" + hash;
+        }
+
+        public const int MaxNameLength = 64;
+
+        /// <summary>Checks what a scheduler needs: an interval of a minute or more, or a time of day; a positive window.</summary>
+        public void Validate()
+        {
+            ValidateName(Name);
+            if (At is { } at)
+            {
+                if (Interval != TimeSpan.Zero) throw new ArgumentException("Give -Interval or -At, not both: a schedule runs every interval or at a time of day.");
+                if (at < TimeSpan.Zero || at >= TimeSpan.FromDays(1) || at.Milliseconds != 0)
+                    throw new ArgumentException($"-At {at} is not a time of day: give hours and minutes from 00:00 to 23:59, such as 02:30.");
+            }
+            else
+            {
+                if (DaysOfWeek.Count > 0) throw new ArgumentException("-DaysOfWeek needs -At: the time of day to run on those days.");
+                if (Interval == TimeSpan.Zero) throw new ArgumentException("Give -Interval (every so long) or -At (a time of day, with -DaysOfWeek for some days only).");
+                if (Interval < TimeSpan.FromMinutes(1)) throw new ArgumentException($"-Interval {Interval}: a schedule runs at most once a minute.");
+            }
+            if (MaxDuration is { } window && window <= TimeSpan.Zero) throw new ArgumentException($"-MaxDuration {window}: a backup window must be longer than zero.");
+        }
+
         public static void ValidateName(string name)
         {
-            if (string.IsNullOrEmpty(name) || name.Length > 64 || !name.All(c => char.IsLetterOrDigit(c) || c == '-' || c == '_'))
+            if (string.IsNullOrEmpty(name) || name.Length > MaxNameLength || !name.All(c => char.IsLetterOrDigit(c) || c == '-' || c == '_'))
                 throw new ArgumentException($"'{name}' is not a usable schedule name: letters, digits, '-' and '_' only, at most 64.");
         }
 

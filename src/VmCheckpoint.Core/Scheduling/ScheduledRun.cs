@@ -19,6 +19,12 @@ namespace VmCheckpoint.Core.Scheduling
         public ScheduleOverlapException(string message) : base(message) { }
     }
 
+    /// <summary>A scheduled run went past its backup window (-MaxDuration) and stopped.</summary>
+    public sealed class BackupWindowExceededException : Exception
+    {
+        public BackupWindowExceededException(string message) : base(message) { }
+    }
+
     /// <summary>
     /// One run of a schedule, as the timer starts it: checkpoints (then retention) or one health check. A run that
     /// finds the previous one still going stops at once with <see cref="ScheduleOverlapException"/>, logged in the
@@ -66,6 +72,24 @@ namespace VmCheckpoint.Core.Scheduling
             return output;
         }
 
+        /// <summary>
+        /// The error of a run stopped by its window, logged as the run's own failed job: which VMs got their
+        /// checkpoint, which did not, and what to change.
+        /// </summary>
+        private Exception WindowClosed(ScheduleDefinition schedule, CheckpointRepository repository, List<string> done, List<string> notDone,
+            List<string> failures, bool duringRetention = false)
+        {
+            string message = $"Schedule '{schedule.Name}' stopped at the end of its {schedule.MaxDuration} window" +
+                (duringRetention ? " while removing old checkpoints (none half-removed; the next run goes on)" : "") + ". " +
+                (done.Count > 0 ? $"Checkpointed: {string.Join(", ", done)}. " : "No VM was checkpointed. ") +
+                (notDone.Count > 0 ? $"Not checkpointed this run: {string.Join(", ", notDone)} (the one under way was stopped and undone). " : "") +
+                (failures.Count > 0 ? $"Failed: {string.Join("; ", failures)}. " : "") +
+                "Give the schedule a longer -MaxDuration, or split its VMs over several schedules.";
+            try { _catalog.FinishJob(_catalog.StartJob("Scheduled", string.Join(", ", schedule.VmNames), repository), JobResult.Failed, message); }
+            catch (Exception logError) { message += $" (The job log could not be written: {logError.Message})"; }
+            return new BackupWindowExceededException(message);
+        }
+
         private List<object> Execute(ScheduleDefinition schedule, ScheduledRunReport report, CancellationToken cancellationToken)
         {
             CheckpointRepository repository;
@@ -104,16 +128,28 @@ namespace VmCheckpoint.Core.Scheduling
                 return output;
             }
             var failures = new List<string>();
+            // The backup window: when it closes, the VM being checkpointed is stopped as Ctrl+C would (its job undoes
+            // what it began), the VMs after it are left for the next run, and retention waits too.
+            using var window = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
+            if (schedule.MaxDuration is { } maxDuration) window.CancelAfter(maxDuration);
+            var done = new List<string>();
             using (var hypervisor = _connector.Connect(schedule.Hypervisor, schedule.HostLocation))
             {
                 var names = VmNamePattern.Expand(schedule.VmNames, hypervisor.ListVms);
-                foreach (var vm in names)
+                for (int i = 0; i < names.Count; i++)
                 {
+                    string vm = names[i];
                     try
                     {
-                        var manifest = new VmCheckpointJob(repository, _catalog, hypervisor, _reporter).Run(vm, new CheckpointPlan { IncludeMemory = schedule.IncludeMemory }, cancellationToken);
+                        window.Token.ThrowIfCancellationRequested();
+                        var manifest = new VmCheckpointJob(repository, _catalog, hypervisor, _reporter).Run(vm, new CheckpointPlan { IncludeMemory = schedule.IncludeMemory }, window.Token);
                         output.Add(_catalog.GetCheckpoints(repository.Id, c => c.Id == manifest.Id).First());
                         report.Checkpointed(vm, manifest.Id);
+                        done.Add(vm);
+                    }
+                    catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && window.IsCancellationRequested)
+                    {
+                        throw WindowClosed(schedule, repository, done, names.Skip(i).ToList(), failures);
                     }
                     catch (Exception e) when (!(e is OperationCanceledException))
                     {
@@ -122,10 +158,17 @@ namespace VmCheckpoint.Core.Scheduling
                     }
                 }
                 var policy = new RetentionPolicy { KeepLast = schedule.KeepLast, KeepDaily = schedule.KeepDaily, KeepWeekly = schedule.KeepWeekly, KeepMonthly = schedule.KeepMonthly };
-                if (!policy.IsEmpty)
+                if (!policy.IsEmpty && !window.IsCancellationRequested)
                 {
                     var remove = new RemoveJob(repository, _catalog, _reporter);
-                    output.Add(remove.Run(remove.SelectByPolicy(policy, names.Contains), reclaim: true, cancellationToken));
+                    try
+                    {
+                        output.Add(remove.Run(remove.SelectByPolicy(policy, names.Contains), reclaim: true, window.Token));
+                    }
+                    catch (OperationCanceledException) when (!cancellationToken.IsCancellationRequested && window.IsCancellationRequested)
+                    {
+                        throw WindowClosed(schedule, repository, done, new List<string>(), failures, duringRetention: true);
+                    }
                 }
             }
             if (failures.Count > 0) throw new InvalidOperationException($"Schedule '{schedule.Name}': {failures.Count} VMs failed: {string.Join("; ", failures)}");

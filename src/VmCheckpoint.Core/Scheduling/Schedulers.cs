@@ -96,7 +96,7 @@ namespace VmCheckpoint.Core.Scheduling
 
         public string Name => "Systemd";
 
-        public string Explain(ScheduleDefinition s) => $"a systemd timer every {s.Interval} and its service: {string.Join(", ", Plan(s))}";
+        public string Explain(ScheduleDefinition s) => $"a systemd timer ({TimerLines(s)[0]}) and its service: {string.Join(", ", Plan(s))}";
         private string UnitFolder => Path.Combine(_store.Root, "etc", "systemd", "system");
         private string Unit(ScheduleDefinition s) => "vmcheckpoint-" + s.Name;
 
@@ -119,12 +119,10 @@ namespace VmCheckpoint.Core.Scheduling
                 .ToString());
             File.WriteAllText(files[1], new StringBuilder()
                 .AppendLine("[Unit]")
-                .AppendLine($"Description=Runs VmCheckpoint schedule {s.Name} every {s.Interval}")
+                .AppendLine($"Description=Runs VmCheckpoint schedule {s.Name} {s.When}")
                 .AppendLine()
                 .AppendLine("[Timer]")
-                .AppendLine($"OnActiveSec={Seconds(s.Interval)}")
-                .AppendLine($"OnUnitActiveSec={Seconds(s.Interval)}")
-                .AppendLine("Persistent=true")
+                .AppendLine(string.Join(Environment.NewLine, TimerLines(s)))
                 .AppendLine()
                 .AppendLine("[Install]")
                 .AppendLine("WantedBy=timers.target")
@@ -143,6 +141,19 @@ namespace VmCheckpoint.Core.Scheduling
             foreach (var f in Plan(s)) File.Delete(f);
             if (_store.Root == "/" && ScheduleStore.SystemdRunning) Run("systemctl", "daemon-reload");
         }
+
+        /// <summary>
+        /// The timer's trigger: a calendar time (OnCalendar, Persistent=true: a run missed while the host was off
+        /// comes at the next boot), or an interval counted from the last run.
+        /// </summary>
+        public static string[] TimerLines(ScheduleDefinition s) => s.At is { } at
+            ? new[] { $"OnCalendar={OnCalendar(s.OrderedDays.ToList(), at)}", "Persistent=true" }
+            : new[] { $"OnActiveSec={Seconds(s.Interval)}", $"OnUnitActiveSec={Seconds(s.Interval)}", "Persistent=true" };
+
+        /// <summary>systemd's calendar form: "Mon,Fri *-*-* 02:30:00", or "*-*-* 02:30:00" every day.</summary>
+        public static string OnCalendar(IReadOnlyCollection<DayOfWeek> days, TimeSpan at) =>
+            (days.Count == 0 ? "" : string.Join(",", days.Select(d => d.ToString().Substring(0, 3))) + " ") +
+            $"*-*-* {at.Hours:00}:{at.Minutes:00}:{at.Seconds:00}";
 
         private static string Seconds(TimeSpan t) => ((long)t.TotalSeconds).ToString(CultureInfo.InvariantCulture) + "s";
 
@@ -165,13 +176,22 @@ namespace VmCheckpoint.Core.Scheduling
 
         public string Name => "Cron";
 
-        public string Explain(ScheduleDefinition s) => $"the cron file {string.Join(", ", Plan(s))}: {TimeFields(s.Interval)} root {s.CommandLine}";
+        public string Explain(ScheduleDefinition s) => $"the cron file {string.Join(", ", Plan(s))}: {TimeFields(s)} root {s.CommandLine}";
         private string CronFolder => Path.Combine(_store.Root, "etc", "cron.d");
 
         public IReadOnlyList<string> Plan(ScheduleDefinition s)
         {
-            if (s.Kind == ScheduleKind.Checkpoint) TimeFields(s.Interval); // an interval cron cannot express fails before anything is written
+            TimeFields(s); // a time cron cannot express fails before anything is written
             return new[] { Path.Combine(CronFolder, "vmcheckpoint-" + s.Name) };
+        }
+
+        /// <summary>The cron time fields of a schedule: its time of day and days, or its interval.</summary>
+        public static string TimeFields(ScheduleDefinition s)
+        {
+            if (!(s.At is { } at)) return TimeFields(s.Interval);
+            if (at.Seconds != 0) throw new ArgumentException($"cron runs jobs at whole minutes; -At {ScheduleDefinition.TimeOfDay(at)} is not one.");
+            string days = s.DaysOfWeek.Count == 0 ? "*" : string.Join(",", s.DaysOfWeek.Distinct().Select(d => (int)d).OrderBy(d => d));
+            return $"{at.Minutes} {at.Hours} * * {days}";
         }
 
         /// <summary>The cron time fields for an interval: every N minutes (N dividing 60), every N hours (dividing 24), or daily.</summary>
@@ -183,7 +203,7 @@ namespace VmCheckpoint.Core.Scheduling
             if (minutes < 60 && 60 % minutes == 0) return minutes == 1 ? "* * * * *" : $"*/{minutes} * * * *";
             if (minutes % 60 == 0 && minutes / 60 < 24 && 24 % (minutes / 60) == 0) return $"0 */{minutes / 60} * * *";
             if (minutes == 24 * 60) return "0 0 * * *";
-            throw new ArgumentException($"cron cannot run every {interval}: give minutes dividing an hour, hours dividing a day, or one day.");
+            throw new ArgumentException($"cron cannot run every {interval}: give minutes dividing an hour, hours dividing a day, or one day; or a time of day with -At (and -DaysOfWeek), or -Scheduler Systemd.");
         }
 
         public void Register(ScheduleDefinition s)
@@ -191,9 +211,9 @@ namespace VmCheckpoint.Core.Scheduling
             Directory.CreateDirectory(CronFolder);
             var file = Plan(s)[0];
             File.WriteAllText(file,
-                $"# VmCheckpoint {s.Kind.ToString().ToLowerInvariant()} schedule {s.Name}, every {s.Interval}. Written by Register-VmCheckpointSchedule.\n" +
+                $"# VmCheckpoint {s.Kind.ToString().ToLowerInvariant()} schedule {s.Name}, {s.When}. Written by Register-VmCheckpointSchedule.\n" +
                 "SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n" +
-                $"{TimeFields(s.Interval)} root {s.CommandLine.Replace("%", "\\%")}\n");
+                $"{TimeFields(s)} root {s.CommandLine.Replace("%", "\\%")}\n");
             s.Files = new List<string> { file };
         }
 

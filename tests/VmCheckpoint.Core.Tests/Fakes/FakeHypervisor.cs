@@ -28,12 +28,15 @@ internal sealed class FakeHypervisor : IHypervisor
     /// <summary>Makes StartVm throw (a VM whose start fails: missing disk, host out of memory).</summary>
     public Exception? FailStart { get; set; }
     public bool Disposed { get; private set; }
+    /// <summary>Called with the VM's name as its checkpoint begins (a slow VM, for the backup window).</summary>
+    public Action<string>? OnBeginCheckpoint { get; set; }
 
     public IReadOnlyList<string> ListVms() => Vms.Keys.ToList();
 
     public IVmCheckpointSession BeginCheckpoint(string vmName, CheckpointPlan plan, IJobReporter reporter)
     {
         if (!Vms.TryGetValue(vmName, out var vm)) throw new VmNotFoundException($"No VM '{vmName}' on {Host}.");
+        OnBeginCheckpoint?.Invoke(vmName);
         var source = new FakeCheckpointSource(() => ImageFileSource.OpenDiskFiles(vm.Disks)) { Name = Name, TrackingId = "t-" + Guid.NewGuid().ToString("N") };
         return source.BeginCheckpoint(vmName, plan, reporter);
     }

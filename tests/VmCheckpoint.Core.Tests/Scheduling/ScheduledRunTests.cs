@@ -94,4 +94,87 @@ public sealed class ScheduledRunTests : IDisposable
         Assert.Empty(_t.Repository.ListCheckpoints("web01"));
         Assert.Equal(JobResult.Failed, Assert.Single(_catalog.GetJobs()).Result);
     }
+
+    [Fact]
+    public void ARunPastItsWindowStopsTheVmUnderWayLeavesTheRestAndSaysSo()
+    {
+        var schedule = Schedule("web01", "web02", "db01");
+        schedule.MaxDuration = TimeSpan.FromSeconds(1);
+        schedule.KeepLast = 1;
+        _host.OnBeginCheckpoint = vm => { if (vm == "web02") Thread.Sleep(TimeSpan.FromSeconds(3)); };
+
+        var e = Assert.Throws<BackupWindowExceededException>(() => Run().Execute(schedule, CancellationToken.None));
+
+        Assert.Contains("00:00:01 window", e.Message);
+        Assert.Contains("web02, db01", e.Message);
+        Assert.Contains("-MaxDuration", e.Message);
+        Assert.Empty(_t.Repository.ListCheckpoints("web02"));
+        Assert.Empty(_t.Repository.ListCheckpoints("db01"));
+        var logged = _catalog.GetJobs(j => j.Result == JobResult.Failed && j.Kind == "Scheduled").Single();
+        Assert.Contains("window", logged.Error);
+
+        // Nothing left behind: the next run, with time enough, checkpoints all three.
+        _host.OnBeginCheckpoint = null;
+        schedule.MaxDuration = null;
+        Run().Execute(schedule, CancellationToken.None);
+        Assert.Single(_t.Repository.ListCheckpoints("web02"));
+        Assert.Single(_t.Repository.ListCheckpoints("db01"));
+    }
+
+    [Theory]
+    [InlineData(new[] { "*" }, "checkpoint-all")]
+    [InlineData(new[] { "web*", "db01" }, "checkpoint-web-any-db01")]
+    [InlineData(new[] { "my vm.01" }, "checkpoint-my-vm-01")]
+    public void ADefaultNameIsReadableWhateverTheVmNames(string[] vms, string expected)
+    {
+        Assert.Equal(expected, ScheduleDefinition.DefaultName(ScheduleKind.Checkpoint, vms));
+        ScheduleDefinition.ValidateName(expected);
+    }
+
+    [Fact]
+    public void ADefaultNameForManyVmsStaysUsableAndDistinct()
+    {
+        var many = Enumerable.Range(0, 40).Select(i => "server" + i).ToArray();
+        string a = ScheduleDefinition.DefaultName(ScheduleKind.Checkpoint, many);
+        string b = ScheduleDefinition.DefaultName(ScheduleKind.Checkpoint, many.Reverse().ToArray());
+        ScheduleDefinition.ValidateName(a);
+        Assert.NotEqual(a, b);
+    }
+
+    [Theory]
+    [InlineData("02:30", new DayOfWeek[0], "30 2 * * *", "*-*-* 02:30:00")]
+    [InlineData("23:05", new[] { DayOfWeek.Friday, DayOfWeek.Monday }, "5 23 * * 1,5", "Mon,Fri *-*-* 23:05:00")]
+    [InlineData("00:00", new[] { DayOfWeek.Sunday }, "0 0 * * 0", "Sun *-*-* 00:00:00")]
+    public void ATimeOfDayBecomesCronFieldsAndASystemdCalendar(string at, DayOfWeek[] days, string cron, string calendar)
+    {
+        var s = new ScheduleDefinition { Name = "t", At = TimeSpan.Parse(at), DaysOfWeek = days.ToList() };
+        s.Validate();
+        Assert.Equal(cron, CronScheduler.TimeFields(s));
+        Assert.Equal("OnCalendar=" + calendar, SystemdScheduler.TimerLines(s)[0]);
+        Assert.Contains("Persistent=true", SystemdScheduler.TimerLines(s));
+    }
+
+    [Theory]
+    [InlineData(null, "01:00:00", null)]          // neither
+    [InlineData("02:30", "00:00:00", "01:00:00")] // both
+    [InlineData("1.02:30", "00:00:00", null)]     // not a time of day
+    [InlineData(null, "00:00:00", "00:00:30")]    // under a minute
+    public void AScheduleNeedsAnIntervalOrATimeOfDay(string? at, string window, string? interval)
+    {
+        var s = new ScheduleDefinition
+        {
+            Name = "t", At = at is null ? null : TimeSpan.Parse(at),
+            Interval = interval is null ? TimeSpan.Zero : TimeSpan.Parse(interval),
+            MaxDuration = window == "00:00:00" ? null : TimeSpan.Parse(window),
+        };
+        if (at is null && interval is null) s.MaxDuration = TimeSpan.FromHours(1);
+        Assert.Throws<ArgumentException>(() => s.Validate());
+    }
+
+    [Fact]
+    public void CronRefusesSecondsInATimeOfDay()
+    {
+        var s = new ScheduleDefinition { Name = "t", At = new TimeSpan(2, 30, 15) };
+        Assert.Contains("whole minutes", Assert.Throws<ArgumentException>(() => CronScheduler.TimeFields(s)).Message);
+    }
 }
