@@ -1,10 +1,14 @@
 @{
     Synopsis    = 'Schedules checkpoints (or the health watcher) to run unattended.'
-    Description = 'Writes a systemd service and timer (/etc/systemd/system/vmcheckpoint-<name>.*, enabled when systemd runs the machine), a cron file (/etc/cron.d/vmcheckpoint-<name>, where systemd does not run) or, on Windows, a scheduled task under \VmCheckpoint\ through the ScheduledTasks module. Each runs pwsh with this module: Invoke-VmCheckpointSchedule -Name <name>, which checkpoints the VMs (then applies the retention policy) or runs the health watcher once. A run that finds the previous one still going exits at once with a clear error and a non-zero exit code; a failed run leaves its error in the catalog''s job log. The schedule definition is kept in /etc/vmcheckpoint/schedules.'
+    Description = 'Writes a systemd service and timer (/etc/systemd/system/vmcheckpoint-<name>.*, enabled when systemd runs the machine), a cron file (/etc/cron.d/vmcheckpoint-<name>, where systemd does not run) or, on Windows, a scheduled task under \VmCheckpoint\ through the ScheduledTasks module. Each runs pwsh with this module: Invoke-VmCheckpointSchedule -Name <name>, which checkpoints the VMs (then applies the retention policy) or runs the health watcher once. A schedule runs every -Interval, or at a time of day (-At, on -DaysOfWeek or every day): a systemd calendar timer with Persistent=true (a run missed while the host was off comes at the next boot), cron fields, or a daily or weekly Task Scheduler trigger. A run that finds the previous one still going exits at once with a clear error and a non-zero exit code; a run past its backup window (-MaxDuration) stops the VM under way (undoing what it began), leaves the others for the next run and fails saying so; a failed run leaves its error in the catalog''s job log and reaches the notification settings (Set-VmCheckpointNotification). The run uses the repository and the catalog this shell uses when registering, in the scheduler''s bare environment too. A schedule of the same name is replaced only with -Force. The schedule definition is kept in /etc/vmcheckpoint/schedules.'
     Parameters  = @{
         Name                = 'VMs to checkpoint or watch (wildcards are resolved at each run).'
-        ScheduleName        = 'The schedule''s name (letters, digits, - and _); derived from the VM names by default.'
-        Interval            = 'How often to run, for example (New-TimeSpan -Hours 4). Cron needs minutes dividing an hour, hours dividing a day, or one day.'
+        ScheduleName        = 'The schedule''s name (letters, digits, - and _); derived from the VM names by default (checkpoint-web01-db01; a lone * gives checkpoint-all, web* gives checkpoint-web-any).'
+        Interval            = 'How often to run, for example (New-TimeSpan -Hours 4) or 04:00:00. Cron needs minutes dividing an hour, hours dividing a day, or one day. Give -Interval or -At.'
+        At                  = 'A local time of day to run at, such as 02:30 (cron: whole minutes). Give -Interval or -At.'
+        DaysOfWeek          = 'With -At: the days to run on, such as Monday, Friday; every day when not given.'
+        MaxDuration         = 'The backup window, such as 02:00:00: a run still going after this long stops cleanly (the VM under way is undone, the rest left for the next run) and fails saying which VMs were and were not checkpointed.'
+        Force               = 'Replaces a schedule of the same name. Without it, an existing name is a ResourceExists error.'
         Watch               = 'Schedule Watch-VmHealth -Once instead of checkpoints.'
         ConnectionUri       = 'The libvirt host (qemu:///system by default).'
         Hypervisor          = 'The VMs'' hypervisor: Libvirt (the default) or HyperV (through the Hyper-V module, as Invoke-VmCheckpoint -Hypervisor HyperV does).'
@@ -18,12 +22,13 @@
         TargetConnectionUri = 'For -Watch: the host to restore on when the VM''s own host cannot help.'
         Scheduler           = 'Systemd, Cron or TaskScheduler; by default what this machine runs.'
         Repository          = 'The repository. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
-        CatalogPath         = 'The catalog the scheduled runs use. Defaults to $env:VMCHECKPOINT_CATALOG or the local application data folder of the user the scheduler runs as.'
+        CatalogPath         = 'The catalog the scheduled runs use. Defaults to $env:VMCHECKPOINT_CATALOG of this shell, else the machine-wide catalog (/var/lib/vmcheckpoint/catalog.db for root, %ProgramData%\VmCheckpoint for administrators), which is what an admin''s shell reads.'
         WhatIf              = 'Shows which files (or which scheduled task) would be written.'
         Confirm             = 'Asks for confirmation first.'
     }
     Examples    = @(
         @{ Title = 'Checkpoint every VM every four hours, keeping a week of dailies'; Code = 'Register-VmCheckpointSchedule -Name * -Interval 04:00:00 -KeepLast 6 -KeepDaily 7 -Repository /mnt/backup/repo'; Remarks = 'A systemd timer (or cron file) that runs until unregistered.' }
+        @{ Title = 'Checkpoint the web servers at 01:30 on weeknights, within two hours'; Code = 'Register-VmCheckpointSchedule -Name web* -At 01:30 -DaysOfWeek Monday,Tuesday,Wednesday,Thursday,Friday -MaxDuration 02:00:00 -KeepDaily 14'; Remarks = 'Named checkpoint-web-any; a run still going at 03:30 stops and says which VMs it left.' }
         @{ Title = 'Watch the VMs every minute'; Code = 'Register-VmCheckpointSchedule -Watch -Interval 00:01:00 -ScheduleName watch-all -Repository /mnt/backup/repo'; Remarks = 'Crashed VMs come back from their latest checkpoint.' }
     )
 }

@@ -101,6 +101,7 @@ namespace VmCheckpoint.PowerShell
                     Action = Watch ? Action.ToString() : null,
                     TargetConnectionUri = TargetConnectionUri,
                     PwshCommand = PwshCommand(),
+                    ScheduleRoot = store.Root == "/" ? null : Path.GetFullPath(store.Root),
                     ModulePath = ModuleFolder(),
                 };
                 schedule.Validate();
@@ -207,6 +208,7 @@ namespace VmCheckpoint.PowerShell
                 var store = new ScheduleStore();
                 var s = store.Find(Name) ?? throw new ItemNotFoundException($"No schedule named '{Name}'.");
                 if (CatalogPath is null && s.CatalogPath != null) CatalogPath = s.CatalogPath;
+                WriteVerbose($"Schedule '{s.Name}' ({s.When}): {s.Describe()}.");
                 if (!ShouldProcess($"schedule '{s.Name}'", "Run once: " + s.Describe())) return;
                 foreach (var o in RunJob("Scheduled run " + Name, (reporter, token) => new ScheduledRun(store, Catalog, reporter, Connector).Execute(s, token))) WriteObject(o);
             }

@@ -136,7 +136,17 @@ namespace VmCheckpoint.Core.Scheduling
         }
 
         /// <summary>The PowerShell the scheduler runs: one scheduled run, by name (overlap and errors handled there).</summary>
-        public string Script => $"Import-Module '{Quote(ModulePath)}'; Invoke-VmCheckpointSchedule -Name '{Quote(Name)}'";
+        /// <remarks>
+        /// Plain text, whatever the terminal (a scheduler's log or mail has none); a schedule kept under another root
+        /// than / (tests) says where, since the scheduler's environment holds nothing of the registering shell's.
+        /// </remarks>
+        public string Script =>
+            "if ($PSStyle) { $PSStyle.OutputRendering = 'PlainText' }; " +
+            (ScheduleRoot is null ? "" : $"$env:{ScheduleStore.RootVariable} = '{Quote(ScheduleRoot)}'; ") +
+            $"Import-Module '{Quote(ModulePath)}'; Invoke-VmCheckpointSchedule -Name '{Quote(Name)}'";
+
+        /// <summary>Where the schedule's definition is kept when not under / (tests); null for /.</summary>
+        public string? ScheduleRoot { get; set; }
 
         /// <summary>The whole command line, each argument shell-quoted (systemd and cron both accept this form).</summary>
         public string CommandLine =>

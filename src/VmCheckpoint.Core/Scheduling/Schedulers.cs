@@ -115,6 +115,7 @@ namespace VmCheckpoint.Core.Scheduling
                 .AppendLine()
                 .AppendLine("[Service]")
                 .AppendLine("Type=oneshot")
+                .AppendLine("Environment=NO_COLOR=1")
                 .AppendLine("ExecStart=" + s.CommandLine.Replace("%", "%%"))
                 .ToString());
             File.WriteAllText(files[1], new StringBuilder()
@@ -212,7 +213,7 @@ namespace VmCheckpoint.Core.Scheduling
             var file = Plan(s)[0];
             File.WriteAllText(file,
                 $"# VmCheckpoint {s.Kind.ToString().ToLowerInvariant()} schedule {s.Name}, {s.When}. Written by Register-VmCheckpointSchedule.\n" +
-                "SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\n" +
+                "SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nNO_COLOR=1\n" +
                 $"{TimeFields(s)} root {s.CommandLine.Replace("%", "\\%")}\n");
             s.Files = new List<string> { file };
         }
