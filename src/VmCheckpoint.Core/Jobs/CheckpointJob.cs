@@ -139,24 +139,17 @@ namespace VmCheckpoint.Core.Jobs
                     _reporter.Verbose(resized);
                     manifest.Note = manifest.Note is null ? resized : manifest.Note + " " + resized;
                 }
-                int lastPercent = -1;
-                string status = $"{request.VmName}: disk {disk.Name} ({i + 1} of {request.Disks.Count})";
-                _reporter.Progress(activity, status, 0);
-                var table = uploader.Upload(disk, parentDisk?.Blocks, manifest.Statistics, (done, total) =>
-                {
-                    int percent = total == 0 ? 100 : (int)(100 * done / total);
-                    if (percent == lastPercent) return;
-                    lastPercent = percent;
-                    _reporter.Progress(activity, status, percent);
-                }, cancellationToken, diskChanges);
+                var progress = new TransferProgress(_reporter, activity, $"{request.VmName}: disk {disk.Name} ({i + 1} of {request.Disks.Count})", _repository.BlockSize);
+                progress.Start();
+                var table = uploader.Upload(disk, parentDisk?.Blocks, manifest.Statistics, progress.Report, cancellationToken, diskChanges);
                 manifest.Disks.Add(new DiskManifest(disk.Name, disk.SourcePath, disk.Image.Format, disk.Image.VirtualSize, table));
             }
             if (request.Memory != null)
             {
                 // Memory is chunked like a disk: pages unchanged since the last checkpoint deduplicate.
                 var memory = request.Memory;
-                var table = uploader.Upload(memory, parent?.Memory?.Blocks, manifest.Statistics,
-                    (done, total) => _reporter.Progress(activity, $"{request.VmName}: memory state", total == 0 ? 100 : (int)(100 * done / total)), cancellationToken);
+                var memoryProgress = new TransferProgress(_reporter, activity, $"{request.VmName}: memory state", _repository.BlockSize);
+                var table = uploader.Upload(memory, parent?.Memory?.Blocks, manifest.Statistics, memoryProgress.Report, cancellationToken);
                 manifest.Memory = new DiskManifest(memory.Name, memory.SourcePath, DiskFormat.Raw, memory.Image.VirtualSize, table);
             }
             store.Flush();

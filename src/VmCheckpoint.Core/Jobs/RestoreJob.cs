@@ -265,8 +265,9 @@ namespace VmCheckpoint.Core.Jobs
             // cores, a third one only added waits for the turn (1.5 GiB: 1.44-1.65 s with two, 1.66-1.85 s with three).
             int threads = Math.Max(2, Math.Min(4, Environment.ProcessorCount));
             var turn = new object();
-            int taken = 0, written = 0, lastPercent = -1;
+            int taken = 0, written = 0;
             long data = 0;
+            var progress = new TransferProgress(_reporter, "Restoring", status, blockSize);
             using var failed = CancellationTokenSource.CreateLinkedTokenSource(cancellationToken);
             // A thread waiting for its turn wakes when the run fails or is stopped.
             using var wake = failed.Token.Register(() => { lock (turn) Monitor.PulseAll(turn); });
@@ -297,8 +298,7 @@ namespace VmCheckpoint.Core.Jobs
                     int length = (int)Math.Min(n, disk.VirtualSize - offset);
                     writer.Write(offset, buffer, 0, length);
                     data += length;
-                    int percent = (int)(100L * (i + 1) / blocks.Count);
-                    if (percent != lastPercent) { lastPercent = percent; _reporter.Progress("Restoring", status, percent); }
+                    progress.Report(i + 1, blocks.Count);
                     lock (turn)
                     {
                         written++;
