@@ -11,4 +11,9 @@ if ($PSVersionTable.PSEdition -eq 'Core' -and [Environment]::Version.Major -ge 1
 }
 if ($env:VMCHECKPOINT_ASSEMBLIES) { $flavour = $env:VMCHECKPOINT_ASSEMBLIES }
 Import-Module -Name (Join-Path $PSScriptRoot "$flavour/VmCheckpoint.PowerShell.dll")
+# Output that goes to a file, a pipe or a scheduler's log carries no colour codes: PowerShell 7 still writes them for
+# tables, lists and errors when stdout is redirected, unless NO_COLOR or PlainText says otherwise.
+if ($PSStyle -and $PSStyle.OutputRendering -eq 'Host' -and [Console]::IsOutputRedirected) {
+    $PSStyle.OutputRendering = 'PlainText'
+}
 Export-ModuleMember -Cmdlet *

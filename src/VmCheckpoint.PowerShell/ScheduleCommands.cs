@@ -85,7 +85,7 @@ namespace VmCheckpoint.PowerShell
                 {
                     Name = ScheduleName ?? ScheduleDefinition.DefaultName(kind, Name),
                     Kind = kind,
-                    VmNames = Name.ToList(),
+                    VmNames = new Core.Reporting.TextList(Name),
                     Interval = Interval,
                     At = At,
                     DaysOfWeek = DaysOfWeek.ToList(),

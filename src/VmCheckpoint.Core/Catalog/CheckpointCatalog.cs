@@ -153,14 +153,14 @@ namespace VmCheckpoint.Core.Catalog
                 Note = m.Note,
                 RepositoryId = repository.Id,
                 Repository = repository.Path,
-                Disks = m.Disks.Select(d => new CheckpointDiskInfo
+                Disks = new CheckpointDiskList(m.Disks.Select(d => new CheckpointDiskInfo
                 {
                     Name = d.Name,
                     SourcePath = d.SourcePath,
                     SourceFormat = d.SourceFormat.ToString().ToLowerInvariant(),
                     VirtualSize = d.VirtualSize,
                     DataBytes = DataBytes(d, m.BlockSize),
-                }).ToList(),
+                })),
             };
             _checkpoints.Upsert(info);
         }

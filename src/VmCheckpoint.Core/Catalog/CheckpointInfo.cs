@@ -1,5 +1,6 @@
 using System;
 using System.Collections.Generic;
+using System.Linq;
 using LiteDB;
 
 namespace VmCheckpoint.Core.Catalog
@@ -17,6 +18,20 @@ namespace VmCheckpoint.Core.Catalog
         public override string ToString() => Name;
     }
 
+    /// <summary>
+    /// A checkpoint's disks; as text (Export-Csv, string interpolation) the names with format and size, so that a
+    /// CSV row says which disks a checkpoint has instead of a .NET type name.
+    /// </summary>
+    public sealed class CheckpointDiskList : List<CheckpointDiskInfo>
+    {
+        public CheckpointDiskList() { }
+
+        public CheckpointDiskList(IEnumerable<CheckpointDiskInfo> disks) : base(disks) { }
+
+        public override string ToString() =>
+            string.Join("; ", this.Select(d => $"{d.Name} ({d.SourceFormat}, {Reporting.TransferProgress.Size(d.VirtualSize)})"));
+    }
+
     /// <summary>One checkpoint as the catalog indexes it (everything but the block tables).</summary>
     public sealed class CheckpointInfo
     {
@@ -30,7 +45,7 @@ namespace VmCheckpoint.Core.Catalog
         public DateTime Time { get; set; }
         public DateTime EndTime { get; set; }
         public string? ParentId { get; set; }
-        public List<CheckpointDiskInfo> Disks { get; set; } = new List<CheckpointDiskInfo>();
+        public CheckpointDiskList Disks { get; set; } = new CheckpointDiskList();
         public bool IncludesMemory { get; set; }
         /// <summary>Size of the stored memory and device state, or 0.</summary>
         public long MemoryBytes { get; set; }

@@ -11,7 +11,7 @@ namespace VmCheckpoint.Core.Jobs
     /// <summary>What a removal did.</summary>
     public sealed class RemoveResult
     {
-        public List<string> RemovedIds { get; set; } = new List<string>();
+        public Reporting.TextList RemovedIds { get; set; } = new Reporting.TextList();
         public ReclaimResult? Reclaim { get; set; }
     }
 

@@ -25,8 +25,8 @@ namespace VmCheckpoint.Core.Repository
         public int MissingBlocks { get; set; }
         public int CorruptBlocks { get; set; }
         /// <summary>Names of the disks that cannot be restored whole.</summary>
-        public List<string> DamagedDisks { get; set; } = new List<string>();
-        public List<string> Problems { get; set; } = new List<string>();
+        public Reporting.TextList DamagedDisks { get; set; } = new Reporting.TextList();
+        public Reporting.TextList Problems { get; set; } = new Reporting.TextList();
         public string Repository { get; set; } = "";
     }
 

@@ -20,7 +20,7 @@ namespace VmCheckpoint.Core.Scheduling
     {
         public string Name { get; set; } = "";
         public ScheduleKind Kind { get; set; }
-        public List<string> VmNames { get; set; } = new List<string>();
+        public Reporting.TextList VmNames { get; set; } = new Reporting.TextList();
         /// <summary>How often an interval schedule runs (zero for a calendar schedule, which has <see cref="At"/>).</summary>
         public TimeSpan Interval { get; set; }
         /// <summary>The local time of day a calendar schedule runs, or null for an interval schedule.</summary>
@@ -50,7 +50,7 @@ namespace VmCheckpoint.Core.Scheduling
         /// <summary>Systemd, Cron or TaskScheduler.</summary>
         public string Scheduler { get; set; } = "";
         /// <summary>The files the scheduler reads (unit files, cron file), for Get- and Unregister-.</summary>
-        public List<string> Files { get; set; } = new List<string>();
+        public Reporting.TextList Files { get; set; } = new Reporting.TextList();
 
         public bool IsHyperV => Hypervisors.HypervisorNames.IsHyperV(Hypervisor);
 

@@ -128,7 +128,7 @@ namespace VmCheckpoint.Core.Scheduling
                 .AppendLine("[Install]")
                 .AppendLine("WantedBy=timers.target")
                 .ToString());
-            s.Files = files.ToList();
+            s.Files = new Reporting.TextList(files);
             if (_store.Root == "/" && ScheduleStore.SystemdRunning)
             {
                 Run("systemctl", "daemon-reload");
@@ -215,7 +215,7 @@ namespace VmCheckpoint.Core.Scheduling
                 $"# VmCheckpoint {s.Kind.ToString().ToLowerInvariant()} schedule {s.Name}, {s.When}. Written by Register-VmCheckpointSchedule.\n" +
                 "SHELL=/bin/sh\nPATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nNO_COLOR=1\n" +
                 $"{TimeFields(s)} root {s.CommandLine.Replace("%", "\\%")}\n");
-            s.Files = new List<string> { file };
+            s.Files = new Reporting.TextList { file };
         }
 
         public void Unregister(ScheduleDefinition s)

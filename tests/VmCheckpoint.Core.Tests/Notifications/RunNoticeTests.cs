@@ -48,7 +48,7 @@ public sealed class RunNoticeTests : IDisposable
 
     private ScheduleDefinition Schedule(string repository, params string[] vms) => new()
     {
-        Name = _name, Kind = ScheduleKind.Checkpoint, VmNames = vms.ToList(), Interval = TimeSpan.FromHours(1), Repository = repository,
+        Name = _name, Kind = ScheduleKind.Checkpoint, VmNames = new(vms), Interval = TimeSpan.FromHours(1), Repository = repository,
         Hypervisor = HypervisorNames.HyperV, // reached through the connector's factory: the fake host
     };
 

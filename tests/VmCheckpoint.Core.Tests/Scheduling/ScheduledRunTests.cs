@@ -38,7 +38,7 @@ public sealed class ScheduledRunTests : IDisposable
     {
         Name = "test-" + Guid.NewGuid().ToString("N").Substring(0, 8),
         Kind = ScheduleKind.Checkpoint,
-        VmNames = vms.ToList(),
+        VmNames = new(vms),
         Interval = TimeSpan.FromHours(1),
         Repository = _t.Repository.Path,
         Hypervisor = HypervisorNames.HyperV, // reached through the connector's factory: the fake host
