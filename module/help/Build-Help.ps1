@@ -9,7 +9,25 @@ param(
 )
 $ErrorActionPreference = 'Stop'
 Import-Module $ModulePath -Force
-$common = [System.Management.Automation.Cmdlet]::CommonParameters + [System.Management.Automation.Cmdlet]::OptionalCommonParameters
+# -WhatIf and -Confirm are listed like the cmdlet's own parameters (as Get-Help shows them for built-in cmdlets);
+# the other common parameters are <CommonParameters>.
+$common = [System.Management.Automation.Cmdlet]::CommonParameters + @('UseTransaction')
+$standard = @{
+    WhatIf  = 'Shows what the cmdlet would do, and does nothing.'
+    Confirm = 'Asks for confirmation before each change.'
+}
+
+# A parameter's type as an admin reads it: Nullable`1[TimeSpan] is a TimeSpan that may be left out.
+function TypeName([type] $t) {
+    $inner = [Nullable]::GetUnderlyingType($t)
+    if ($inner) { $t = $inner }
+    $t.Name
+}
+function FullTypeName([type] $t) {
+    $inner = [Nullable]::GetUnderlyingType($t)
+    if ($inner) { $t = $inner }
+    $t.FullName
+}
 
 function X([string] $s) { [System.Security.SecurityElement]::Escape($s) }
 function Para([string] $text) { ($text -split "`n`n" | ForEach-Object { "<maml:para>$(X $_.Trim())</maml:para>" }) -join '' }
@@ -32,7 +50,7 @@ foreach ($cmd in Get-Command -Module VmCheckpoint -CommandType Cmdlet | Sort-Obj
             $pos = if ($p.Position -ge 0) { $p.Position } else { 'named' }
             [void]$sb.Append("<command:parameter required=`"$($p.IsMandatory.ToString().ToLower())`" position=`"$pos`"><maml:name>$($p.Name)</maml:name>")
             if ($p.ParameterType -ne [System.Management.Automation.SwitchParameter]) {
-                [void]$sb.Append("<command:parameterValue required=`"true`">$(X $p.ParameterType.Name)</command:parameterValue>")
+                [void]$sb.Append("<command:parameterValue required=`"true`">$(X (TypeName $p.ParameterType))</command:parameterValue>")
             }
             [void]$sb.Append('</command:parameter>')
         }
@@ -42,15 +60,31 @@ foreach ($cmd in Get-Command -Module VmCheckpoint -CommandType Cmdlet | Sort-Obj
     [void]$sb.AppendLine('<command:parameters>')
     foreach ($p in $cmd.Parameters.Values | Where-Object Name -NotIn $common) {
         $text = $h.Parameters[$p.Name]
+        if (-not $text) { $text = $standard[$p.Name] }
         if (-not $text) { throw "Help for $($cmd.Name) does not describe -$($p.Name)." }
         $attr = $p.Attributes | Where-Object { $_ -is [System.Management.Automation.ParameterAttribute] } | Select-Object -First 1
         $pipeline = if ($attr.ValueFromPipelineByPropertyName) { 'true (ByPropertyName)' } elseif ($attr.ValueFromPipeline) { 'true (ByValue)' } else { 'false' }
         $pos = if ($attr.Position -ge 0) { $attr.Position } else { 'named' }
         $globbing = [bool]($p.Attributes | Where-Object { $_ -is [System.Management.Automation.SupportsWildcardsAttribute] })
-        [void]$sb.AppendLine("<command:parameter required=`"$($attr.Mandatory.ToString().ToLower())`" globbing=`"$($globbing.ToString().ToLower())`" pipelineInput=`"$pipeline`" position=`"$pos`"><maml:name>$($p.Name)</maml:name><maml:description>$(Para $text)</maml:description><command:parameterValue required=`"true`">$(X $p.ParameterType.Name)</command:parameterValue><dev:type><maml:name>$(X $p.ParameterType.FullName)</maml:name></dev:type></command:parameter>")
+        [void]$sb.AppendLine("<command:parameter required=`"$($attr.Mandatory.ToString().ToLower())`" globbing=`"$($globbing.ToString().ToLower())`" pipelineInput=`"$pipeline`" position=`"$pos`"><maml:name>$($p.Name)</maml:name><maml:description>$(Para $text)</maml:description><command:parameterValue required=`"true`">$(X (TypeName $p.ParameterType))</command:parameterValue><dev:type><maml:name>$(X (FullTypeName $p.ParameterType))</maml:name></dev:type></command:parameter>")
     }
     [void]$sb.AppendLine('</command:parameters>')
+    # INPUTS: what the pipeline binds, by value or by property name (Get-VM objects bind their Name, for example).
+    $inputs = foreach ($p in $cmd.Parameters.Values | Where-Object Name -NotIn $common) {
+        $attrs = @($p.Attributes | Where-Object { $_ -is [System.Management.Automation.ParameterAttribute] })
+        $how = @()
+        if ($attrs | Where-Object ValueFromPipeline) { $how += 'by value' }
+        if ($attrs | Where-Object ValueFromPipelineByPropertyName) { $how += 'by property name' }
+        if ($how) {
+            $aliases = @($p.Aliases | Where-Object { $_ })
+            $names = if ($aliases) { "$($p.Name) (or $($aliases -join ', '))" } else { $p.Name }
+            "<command:inputType><dev:type><maml:name>$(X (FullTypeName $p.ParameterType))</maml:name></dev:type><maml:description><maml:para>$(X "-$names, $($how -join ' and ').")</maml:para></maml:description></command:inputType>"
+        }
+    }
+    if (-not $inputs) { $inputs = '<command:inputType><dev:type><maml:name>None</maml:name></dev:type><maml:description><maml:para>Nothing binds from the pipeline.</maml:para></maml:description></command:inputType>' }
+    [void]$sb.AppendLine("<command:inputTypes>$($inputs -join '')</command:inputTypes>")
     $outputs = $cmd.OutputType | ForEach-Object { "<command:returnValue><dev:type><maml:name>$(X $_.Name)</maml:name></dev:type></command:returnValue>" }
+    if (-not $outputs) { $outputs = '<command:returnValue><dev:type><maml:name>None</maml:name></dev:type></command:returnValue>' }
     [void]$sb.AppendLine("<command:returnValues>$($outputs -join '')</command:returnValues>")
     [void]$sb.AppendLine('<command:examples>')
     $i = 0

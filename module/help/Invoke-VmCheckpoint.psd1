@@ -22,8 +22,8 @@ The checkpoint is differential against the VM''s latest checkpoint (only changed
         Confirm     = 'Asks for confirmation first.'
     }
     Examples    = @(
-        @{ Title = 'Checkpoint a Hyper-V VM'; Code = 'Invoke-VmCheckpoint -Hypervisor HyperV -Name sql01 -ComputerName hv02 -Repository \\\\nas\\backup\\vms'; Remarks = 'Only the ranges Resilient Change Tracking reports since the last checkpoint are read; the checkpoint''s .vmcx is stored with it. (Tested on Linux against a stand-in of the Hyper-V module; see docs/hyperv.md.)' }
-        @{ Title = 'Checkpoint running VMs, with their memory'; Code = 'Invoke-VmCheckpoint -Name web*, db01 -IncludeMemory -Repository \\\\nas\\backup\\vms'; Remarks = 'Only blocks changed since each VM''s last checkpoint are read; the pause taken for the memory state is in PauseSeconds.' }
+        @{ Title = 'Checkpoint a Hyper-V VM'; Code = 'Invoke-VmCheckpoint -Hypervisor HyperV -Name sql01 -ComputerName hv02 -Repository \\nas\backup\vms'; Remarks = 'Only the ranges Resilient Change Tracking reports since the last checkpoint are read; the checkpoint''s .vmcx is stored with it. (Tested on Linux against a stand-in of the Hyper-V module; see docs/hyperv.md.)' }
+        @{ Title = 'Checkpoint running VMs, with their memory'; Code = 'Invoke-VmCheckpoint -Name web*, db01 -IncludeMemory -Repository \\nas\backup\vms'; Remarks = 'Only blocks changed since each VM''s last checkpoint are read; the pause taken for the memory state is in PauseSeconds.' }
         @{ Title = 'Checkpoint the disks of a shut-off VM'; Code = 'Invoke-VmCheckpoint -Name web01 -DiskPath /var/lib/libvirt/images/web01.qcow2, /var/lib/libvirt/images/web01-data.qcow2 -Repository /mnt/backup/repo'; Remarks = 'Outputs the new checkpoint: how much was read, changed and stored.' }
         @{ Title = 'Every image of a folder, from the pipeline'; Code = 'Get-ChildItem D:\VMs\sql01\*.vhdx | Invoke-VmCheckpoint -Name sql01 -Verbose'; Remarks = 'Progress shows per disk; -Verbose says which parent checkpoint the run was compared against.' }
     )

@@ -22,7 +22,7 @@
         Confirm     = 'Asks for confirmation first.'
     }
     Examples    = @(
-        @{ Title = 'Bring a Hyper-V VM back on another host, resumed'; Code = 'Restore-VmCheckpoint -Name sql01 -Destination D:\\Restored\\sql01 -ComputerName hv03 -ResumeMemory'; Remarks = 'Writes VHDX disks, imports the VM from its checkpoint''s .vmcx with its saved memory state, and starts it: it resumes where the checkpoint was taken.' }
+        @{ Title = 'Bring a Hyper-V VM back on another host, resumed'; Code = 'Restore-VmCheckpoint -Name sql01 -Destination D:\Restored\sql01 -ComputerName hv03 -ResumeMemory'; Remarks = 'Writes VHDX disks, imports the VM from its checkpoint''s .vmcx with its saved memory state, and starts it: it resumes where the checkpoint was taken.' }
         @{ Title = 'Bring a VM back on another host, running where it was'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/web01 -ConnectionUri qemu+ssh://kvm02/system -ResumeMemory'; Remarks = 'The disks are restored as qcow2, the domain is defined on kvm02 and resumed from its memory state.' }
         @{ Title = 'A copy of a VM under a new name'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /srv/vm/web01-test -NewName web01-test -Start'; Remarks = 'New name, UUID and MAC addresses; the original is untouched.' }
         @{ Title = 'The latest checkpoint, as qcow2'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/restore'; Remarks = 'Writes web01''s disks as qcow2 files.' }

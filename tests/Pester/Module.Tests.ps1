@@ -28,6 +28,16 @@ Describe 'The module' {
             foreach ($p in $help.Parameters.Parameter) { "$($p.Description.Text)" | Should -Not -BeNullOrEmpty -Because "$c -$($p.Name) needs a description" }
         }
         Get-Help Invoke-VmCheckpoint -Examples | Out-String | Should -Match 'Invoke-VmCheckpoint -Name web01'
+        # SYNTAX as built-in cmdlets show it: -WhatIf and -Confirm where they apply, types by their own names.
+        $full = Get-Help Restore-VmCheckpoint -Full | Out-String -Width 200
+        $full | Should -Match '\[-WhatIf\] \[-Confirm\]'
+        foreach ($c in $cmdlets) { Get-Help $c -Full | Out-String -Width 200 | Should -Not -Match 'Nullable' -Because "$c shows real type names" }
+        (Get-Help Register-VmCheckpointSchedule -Full | Out-String -Width 200) | Should -Match '-At <TimeSpan>'
+        # INPUTS name what binds from the pipeline; examples show a UNC path as it is typed.
+        (Get-Help Get-VmCheckpoint -Full).inputTypes.inputType.type.name | Should -Contain 'System.String[]'
+        (Get-Help Get-VmCheckpoint -Full | Out-String -Width 200) | Should -Match '-Name \(or VMName[^)]*\), by property name'
+        (Get-Help Invoke-VmCheckpoint -Examples | Out-String -Width 200) | Should -Match ' \\\\nas\\backup\\vms'
+        (Get-Help Invoke-VmCheckpoint -Examples | Out-String -Width 200) | Should -Not -Match '\\\\\\'
         Get-Help about_VmCheckpoint | Out-String | Should -Match 'VMCHECKPOINT_REPOSITORY'
     }
 
@@ -77,5 +87,50 @@ New-VmCheckpointRepository -Path '$ns20repo' | Out-Null
     It 'completes checkpoint ids of the named VM' {
         $line = "Restore-VmCheckpoint -Repository '$repo' -Name 'web server 01' -Id "
         (TabExpansion2 -inputScript $line -cursorColumn $line.Length).CompletionMatches.CompletionText | Should -Be $ck.Id
+    }
+
+    It 'ships every assembly the netstandard2.0 build references, at the version referenced (Windows PowerShell 5.1 has no binding redirects)' {
+        # Where two shipped assemblies want different versions of a third, the module resolves it when loaded
+        # (VmCheckpoint.psm1 answers AssemblyResolve with the shipped one); this lists each such pair.
+        $folder = Join-Path (Get-TestModulePath) 'netstandard2.0'
+        $shipped = @{}
+        foreach ($dll in Get-ChildItem $folder -Filter *.dll) { $shipped[[Reflection.AssemblyName]::GetAssemblyName($dll.FullName).Name] = [Reflection.AssemblyName]::GetAssemblyName($dll.FullName).Version }
+        $shipped.Count | Should -BeGreaterThan 3
+        $redirected = [Collections.Generic.List[string]]::new()
+        # The resolver of the netstandard2.0 build, loaded in a child process (this one has the other build).
+        $resolve = {
+            param([string] $request)
+            $script = "Add-Type -Path '$folder/VmCheckpoint.PowerShell.dll'; [VmCheckpoint.PowerShell.ModuleAssemblyResolver]::ShippedPathFor('$request')"
+            $cmd = Get-PwshCommand
+            & $cmd[0] @($cmd | Select-Object -Skip 1) -NoProfile -NonInteractive -Command $script
+        }
+        $missing = foreach ($dll in Get-ChildItem $folder -Filter *.dll) {
+            $bytes = [IO.File]::ReadAllBytes($dll.FullName)
+            $stream = [IO.MemoryStream]::new($bytes)
+            $pe = [Reflection.PortableExecutable.PEReader]::new($stream)
+            try {
+                if (-not $pe.HasMetadata) { continue }
+                $md = [Reflection.Metadata.PEReaderExtensions]::GetMetadataReader($pe)
+                foreach ($handle in $md.AssemblyReferences) {
+                    $ref = $md.GetAssemblyReference($handle)
+                    $name = $md.GetString($ref.Name)
+                    # What the framework itself provides (netstandard facade, mscorlib, System.*) is not shipped.
+                    if (-not $shipped.ContainsKey($name)) { continue }
+                    if ($shipped[$name] -lt $ref.Version) { "$($dll.Name) references $name $($ref.Version), but $($shipped[$name]) ships"; continue }
+                    # .NET Framework binds a strong-named reference to that version exactly: the module's resolver
+                    # must answer such a request with the shipped, newer file.
+                    if (-not $ref.PublicKeyOrToken.IsNil -and $shipped[$name] -ne $ref.Version) {
+                        $token = -join ($md.GetBlobBytes($ref.PublicKeyOrToken) | ForEach-Object { $_.ToString('x2') })
+                        $request = "$name, Version=$($ref.Version), Culture=neutral, PublicKeyToken=$token"
+                        $answer = & $resolve $request
+                        if ($answer -ne (Join-Path $folder "$name.dll")) { "$($dll.Name) references $name $($ref.Version), $($shipped[$name]) ships, and nothing resolves one to the other" }
+                        else { $redirected.Add($request) }
+                    }
+                }
+            }
+            finally { $pe.Dispose() }
+        }
+        $missing | Should -BeNullOrEmpty
+        $redirected | Should -Contain 'System.Threading.Tasks.Extensions, Version=4.2.0.1, Culture=neutral, PublicKeyToken=cc7b13ffcd2ddd51'
     }
 }
