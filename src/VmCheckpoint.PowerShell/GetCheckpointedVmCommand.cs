@@ -16,7 +16,8 @@ namespace VmCheckpoint.PowerShell
 
         protected override void ProcessRecord()
         {
-            var repository = OpenSynchronized();
+            var repository = TryOpenSynchronized();
+            if (repository is null) return;
             foreach (var name in Name)
             {
                 var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);

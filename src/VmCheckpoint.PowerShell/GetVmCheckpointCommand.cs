@@ -29,7 +29,8 @@ namespace VmCheckpoint.PowerShell
 
         protected override void ProcessRecord()
         {
-            var repository = OpenSynchronized();
+            var repository = TryOpenSynchronized();
+            if (repository is null) return;
             var patterns = Name.Select(n => new WildcardPattern(n, WildcardOptions.IgnoreCase)).ToList();
             var list = Catalog.GetCheckpoints(repository.Id, c => patterns.Any(p => p.IsMatch(c.VmName)));
             if (Id != null)
@@ -44,9 +45,14 @@ namespace VmCheckpoint.PowerShell
                 return;
             }
             if (Latest) list = list.GroupBy(c => c.VmName).Select(g => g.First()).ToList();
-            if (list.Count == 0 && Name.Any(n => !WildcardPattern.ContainsWildcardCharacters(n)))
-                WriteError(new ErrorRecord(new ItemNotFoundException($"No checkpoints of '{string.Join("', '", Name)}' in {repository.Path}."),
-                    "VmNotFound", ErrorCategory.ObjectNotFound, Name));
+            // One error per name that matched nothing, naming it: -ErrorAction and $Error see each.
+            foreach (var name in Name.Where(n => !WildcardPattern.ContainsWildcardCharacters(n)))
+            {
+                var pattern = new WildcardPattern(name, WildcardOptions.IgnoreCase);
+                if (!list.Any(c => pattern.IsMatch(c.VmName)))
+                    WriteError(new ErrorRecord(new ItemNotFoundException($"No checkpoints of '{name}' in {repository.Path}. Get-CheckpointedVm lists the VMs that have some."),
+                        "VmNotFound", ErrorCategory.ObjectNotFound, name));
+            }
             foreach (var c in list) WriteObject(c);
         }
     }

@@ -88,6 +88,30 @@ namespace VmCheckpoint.PowerShell
             }
         }
 
+        /// <summary>
+        /// For Get- cmdlets: the repository brought up to date in the catalog, or null after a non-terminating error
+        /// naming it (missing, unreachable, not a repository), so that -ErrorAction rules it as for any missing item.
+        /// </summary>
+        protected CheckpointRepository? TryOpenSynchronized()
+        {
+            var given = Repository ?? Environment.GetEnvironmentVariable(RepositoryVariable);
+            if (string.IsNullOrEmpty(given)) return OpenSynchronized(); // no repository at all is a usage error: terminating
+            var path = ResolvePath(given!);
+            if (!_repositories.ContainsKey(path))
+            {
+                try
+                {
+                    _repositories[path] = CheckpointRepository.Open(path);
+                }
+                catch (Exception e) when (!(e is PipelineStoppedException))
+                {
+                    WriteError(ToErrorRecord(e, "OpenRepository", path));
+                    return null;
+                }
+            }
+            return OpenSynchronized();
+        }
+
         /// <summary>Opens the repository and brings the catalog up to date with it.</summary>
         protected CheckpointRepository OpenSynchronized()
         {

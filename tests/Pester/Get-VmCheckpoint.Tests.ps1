@@ -46,6 +46,25 @@ Describe 'Get-VmCheckpoint' {
         Get-VmCheckpoint -Name 'nosuch*' -Repository $repo | Should -BeNullOrEmpty
     }
 
+    It 'reports each unknown name as its own non-terminating error, naming it' {
+        $found = Get-VmCheckpoint -Name beta, nosuch1, nosuch2 -Repository $repo -ErrorVariable failures -ErrorAction SilentlyContinue
+        @($found).Count | Should -BeGreaterThan 0
+        $failures.Count | Should -Be 2
+        $failures.TargetObject | Should -Be @('nosuch1', 'nosuch2')
+        $failures[0].CategoryInfo.TargetType | Should -Be 'String'
+    }
+
+    It 'lets -ErrorAction rule a missing repository, naming it' {
+        $missing = Join-Path $work 'missing-repo'
+        $out = Get-VmCheckpoint -Repository $missing -ErrorVariable failures -ErrorAction SilentlyContinue
+        $out | Should -BeNullOrEmpty
+        $failures.Count | Should -Be 1
+        $failures[0].TargetObject | Should -Be $missing
+        $failures[0].CategoryInfo.Category | Should -Be 'ResourceUnavailable'
+        Get-CheckpointedVm -Repository $missing -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+        { Get-CheckpointedVm -Repository $missing -ErrorAction Stop } | Should -Throw
+    }
+
     It 'takes Get-VM-shaped objects from the pipeline by name, never their GUID as a checkpoint id' {
         $fromGetVm = [pscustomobject]@{ Name = 'beta'; VMName = 'beta'; Id = [guid]::NewGuid(); VMId = [guid]::NewGuid() }
         $c = @($fromGetVm | Get-VmCheckpoint -Repository $repo)
