@@ -28,6 +28,7 @@
         'Set-VmCheckpointNotification'
         'Get-VmCheckpointNotification'
         'Remove-VmCheckpointNotification'
+        'Disable-VmChangeTracking'
     )
     FunctionsToExport    = @()
     AliasesToExport      = @()

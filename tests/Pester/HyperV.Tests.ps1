@@ -129,6 +129,20 @@ Describe 'Hyper-V change tracking across a checkpoint with memory (stand-in)' {
         $full.ReadBytes | Should -Be 4MB
         (& $points).Count | Should -Be 1
     }
+
+    It 'removes the VM''s reference points with Disable-VmChangeTracking, and the next checkpoint still works' {
+        $id = (Get-VM -Name $vm.Name).Id
+        $points = { @(Get-CimInstance -Namespace root/virtualization/v2 -ClassName Msvm_VirtualSystemReferencePoint -Filter "VirtualSystemIdentifier='$id'") }
+        (& $points).Count | Should -BeGreaterThan 0
+        Disable-VmChangeTracking -Hypervisor HyperV -Name $vm.Name -WhatIf
+        (& $points).Count | Should -BeGreaterThan 0
+        $r = Disable-VmChangeTracking -Hypervisor HyperV -Name $vm.Name -Confirm:$false
+        $r.Items | Should -Match '^Hyper-V reference point '
+        (& $points).Count | Should -Be 0
+        $c = Invoke-VmCheckpoint -Hypervisor HyperV -Name $vm.Name -Repository $repo
+        $c.Note | Should -Not -BeNullOrEmpty   # says why every present block was read
+        (& $points).Count | Should -Be 1
+    }
 }
 
 Describe 'Hyper-V change tracking that fails (stand-in)' {

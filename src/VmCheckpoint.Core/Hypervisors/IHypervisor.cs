@@ -117,6 +117,13 @@ namespace VmCheckpoint.Core.Hypervisors
         /// null when the hypervisor has no events. Dispose to stop.
         /// </summary>
         IDisposable? SubscribeToStateChanges(Action<string> changed);
+        /// <summary>
+        /// What this module left in a VM and its files to track changes between checkpoints (libvirt checkpoints and
+        /// the bitmaps under them, Hyper-V reference points), each as a line naming it; with <paramref name="remove"/>,
+        /// removes them too. The next checkpoint of the VM then reads every data block once (and still stores only the
+        /// changed ones). <see cref="VmNotFoundException"/> for a VM this host does not have.
+        /// </summary>
+        IReadOnlyList<string> ChangeTracking(string vmName, bool remove);
         /// <summary>Starts a stopped (or crashed) VM in place.</summary>
         void StartVm(string name);
         /// <summary>Turns a VM off at once, as pulling its power would (to restart a guest that stopped answering).</summary>

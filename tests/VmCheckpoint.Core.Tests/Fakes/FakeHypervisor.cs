@@ -59,6 +59,9 @@ internal sealed class FakeHypervisor : IHypervisor
 
     public IDisposable? SubscribeToStateChanges(Action<string> changed) => null;
 
+    public IReadOnlyList<string> ChangeTracking(string vmName, bool remove) =>
+        Vms.ContainsKey(vmName) ? new List<string>() : throw new VmNotFoundException($"No VM '{vmName}' on {Host}.");
+
     public void StartVm(string name)
     {
         Calls.Add("Start " + name);

@@ -66,6 +66,19 @@ namespace VmCheckpoint.Core.Hypervisors.HyperV
         /// <summary>Hyper-V has no lifecycle events for the module to subscribe to here: the watcher polls.</summary>
         public IDisposable? SubscribeToStateChanges(Action<string> changed) => null;
 
+        public IReadOnlyList<string> ChangeTracking(string vmName, bool remove)
+        {
+            var vm = _module.GetVm(vmName) ?? throw new VmNotFoundException($"No VM '{vmName}' on {Host}.");
+            var found = new List<string>();
+            if (_tracking is null) return found; // without the CIM calls, no reference point was ever made
+            foreach (var point in _tracking.GetReferencePoints(vm))
+            {
+                found.Add($"Hyper-V reference point {point.Id} of '{vmName}'");
+                if (remove) _tracking.DestroyReferencePoint(vm, point);
+            }
+            return found;
+        }
+
         public void StartVm(string name) => _module.StartVm(name);
 
         public void StopVm(string name) => _module.TurnOffVm(name);

@@ -81,6 +81,37 @@ namespace VmCheckpoint.Core.Hypervisors.ImageFiles
         }
 
         /// <summary>The prefix of one VM's bitmaps: runs for other VM names never remove them.</summary>
+        /// <summary>
+        /// The bitmaps named with one of <paramref name="prefixes"/> (this module's: <see cref="BitmapPrefix"/> when none
+        /// is given) in each qcow2 file, as lines naming bitmap and file; with <paramref name="remove"/>, removed with
+        /// qemu-img. A file another process holds is refused (<see cref="DiskInUseException"/>) before anything is removed.
+        /// </summary>
+        public static IReadOnlyList<string> ChangeTracking(IEnumerable<string> paths, bool remove, params string[] prefixes)
+        {
+            if (prefixes.Length == 0) prefixes = new[] { BitmapPrefix };
+            var files = paths.Select(Path.GetFullPath).Distinct(StringComparer.Ordinal).ToList();
+            if (remove)
+                FileUsers.EnsureNotInUse(files, writersOnly: false, (file, user) =>
+                    $"{file} is open in {(user.VmName != null ? $"VM '{user.VmName}'" : $"{user.Program} (process {user.ProcessId})")}: its bitmaps are not removed while it is. " +
+                    (user.VmName != null ? $"Use Disable-VmChangeTracking -Name '{user.VmName}' for a VM's disks, or stop the VM first." : "Close it first."));
+            var found = new List<string>();
+            Qcow2BitmapEditor? editor = null;
+            foreach (var file in files)
+            {
+                IReadOnlyList<string> names;
+                using (var image = DiskImage.Open(file, DiskFormat.Qcow2))
+                    names = ((Qcow2Image)image).ReadBitmaps().Select(b => b.Name).Where(n => prefixes.Any(p => n.StartsWith(p, StringComparison.Ordinal))).ToList();
+                foreach (var name in names)
+                {
+                    found.Add($"bitmap {name} in {file}");
+                    if (!remove) continue;
+                    editor ??= Qcow2BitmapEditor.Find() ?? throw new InvalidOperationException($"qemu-img is needed to remove bitmap {name} from {file}, and none is on PATH.");
+                    if (!editor.TryRemove(file, name, out string error)) throw new IOException($"Removing bitmap {name} from {file}: {error}");
+                }
+            }
+            return found;
+        }
+
         internal static string VmPrefix(string vmName) => BitmapPrefix + ShortHash(vmName) + "-";
 
         internal static string DiskBitmap(string tracking, string diskName) => tracking + "-" + ShortHash(diskName);

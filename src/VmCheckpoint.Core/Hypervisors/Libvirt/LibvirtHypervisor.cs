@@ -121,6 +121,35 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
 
         public IDisposable? SubscribeToStateChanges(Action<string> changed) => LibvirtEvents.Subscribe(Uri, changed);
 
+        public IReadOnlyList<string> ChangeTracking(string vmName, bool remove)
+        {
+            using var d = _connection.FindDomain(vmName) ?? throw new VmNotFoundException($"No domain '{vmName}' on {Uri}.");
+            var found = new List<string>();
+            // Newest first: deleting a checkpoint that has no child drops its bitmap instead of merging it into another.
+            foreach (var name in d.ListCheckpoints().Where(n => n.StartsWith(LibvirtCheckpointSession.CheckpointPrefix, StringComparison.Ordinal))
+                         .OrderByDescending(n => n, StringComparer.Ordinal))
+            {
+                found.Add($"libvirt checkpoint {name} of '{vmName}'");
+                if (!remove) continue;
+                try { d.DeleteCheckpoint(name, metadataOnly: false); }
+                catch (LibvirtException)
+                {
+                    // A bitmap qemu lost (kill -9) or broke cannot be merged or deleted: libvirt's record goes alone.
+                    d.DeleteCheckpoint(name, metadataOnly: true);
+                }
+            }
+            // A shut-off domain's qcow2 files may still hold bitmaps of checkpoints libvirt forgot (a crash between
+            // the two); a running one's belong to qemu until it stops.
+            if (!d.IsActive)
+            {
+                var files = DomainXml.Disks(d.GetXml(inactive: true))
+                    .Where(x => x.Type == "file" && x.DriverType == "qcow2" && x.SourceFile != null && File.Exists(x.SourceFile))
+                    .Select(x => x.SourceFile!);
+                found.AddRange(ImageFiles.ImageFileSource.ChangeTracking(files, remove, LibvirtCheckpointSession.CheckpointPrefix));
+            }
+            return found;
+        }
+
         public void StartVm(string name)
         {
             using var d = _connection.GetDomain(name);

@@ -1,0 +1,121 @@
+using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Management.Automation;
+using VmCheckpoint.Core.Hypervisors;
+using VmCheckpoint.Core.Hypervisors.ImageFiles;
+using VmCheckpoint.Core.Hypervisors.Libvirt;
+using VmCheckpoint.Core.Reporting;
+
+namespace VmCheckpoint.PowerShell
+{
+    /// <summary>What Disable-VmChangeTracking found (and removed) in one VM or set of image files.</summary>
+    public sealed class ChangeTrackingRemoval
+    {
+        public string VmName { get; set; } = "";
+        public string Host { get; set; } = "";
+        /// <summary>Each libvirt checkpoint, bitmap or reference point, named.</summary>
+        public TextList Items { get; set; } = new TextList();
+        /// <summary>False under -WhatIf or when nothing was there.</summary>
+        public bool Removed { get; set; }
+    }
+
+    /// <summary>
+    /// Removes what the module left in a VM and its files to track changes between checkpoints: libvirt checkpoints
+    /// and their qcow2 bitmaps, the bitmaps of image files checkpointed with -DiskPath, Hyper-V reference points.
+    /// Checkpoints in the repository are not touched; the VM's next checkpoint reads every data block once.
+    /// </summary>
+    [Cmdlet(VerbsLifecycle.Disable, "VmChangeTracking", SupportsShouldProcess = true, ConfirmImpact = ConfirmImpact.Medium, DefaultParameterSetName = VmSet)]
+    [OutputType(typeof(ChangeTrackingRemoval))]
+    public sealed class DisableVmChangeTrackingCommand : VmCheckpointCmdlet
+    {
+        private const string VmSet = "Vm";
+        private const string DiskPathSet = "DiskPath";
+
+        [Parameter(Mandatory = true, Position = 0, ParameterSetName = VmSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("VmName")]
+        [ValidateNotNullOrEmpty]
+        [SupportsWildcards]
+        [ArgumentCompleter(typeof(VmNameCompleter))]
+        public string[] Name { get; set; } = new string[0];
+
+        /// <summary>qcow2 image files checkpointed with Invoke-VmCheckpoint -DiskPath.</summary>
+        [Parameter(Mandatory = true, ParameterSetName = DiskPathSet, ValueFromPipelineByPropertyName = true)]
+        [Alias("Path", "FullName")]
+        [ValidateNotNullOrEmpty]
+        public string[] DiskPath { get; set; } = new string[0];
+
+        [Parameter(ParameterSetName = VmSet)]
+        [ValidateNotNullOrEmpty]
+        public string ConnectionUri { get; set; } = LibvirtConnection.DefaultUri;
+
+        [Parameter(ParameterSetName = VmSet)]
+        [ValidateSet(HypervisorNames.Libvirt, HypervisorNames.HyperV, IgnoreCase = true)]
+        public string Hypervisor { get; set; } = HypervisorNames.Libvirt;
+
+        [Parameter(ParameterSetName = VmSet)]
+        [ValidateNotNullOrEmpty]
+        public string? ComputerName { get; set; }
+
+        private IHypervisor? _hypervisor;
+
+        protected override void ProcessRecord()
+        {
+            if (ParameterSetName == DiskPathSet)
+            {
+                foreach (var path in DiskPath.Select(ResolvePath))
+                {
+                    try
+                    {
+                        var items = ImageFileSource.ChangeTracking(new[] { path }, remove: false);
+                        Finish(path, "this host", items, () => ImageFileSource.ChangeTracking(new[] { path }, remove: true));
+                    }
+                    catch (Exception e) when (!(e is PipelineStoppedException))
+                    {
+                        WriteError(ToErrorRecord(e, "DisableChangeTracking", path));
+                    }
+                }
+                return;
+            }
+            string? location = HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName);
+            try
+            {
+                _hypervisor ??= ConnectHypervisor(Hypervisor, location);
+            }
+            catch (Exception e) when (!(e is PipelineStoppedException))
+            {
+                ThrowTerminatingError(ToErrorRecord(e, "Connect", location));
+            }
+            foreach (var vm in VmNamePattern.Expand(Name, _hypervisor!.ListVms))
+            {
+                try
+                {
+                    var items = _hypervisor.ChangeTracking(vm, remove: false);
+                    Finish(vm, _hypervisor.Host, items, () => _hypervisor.ChangeTracking(vm, remove: true));
+                }
+                catch (Exception e) when (!(e is PipelineStoppedException))
+                {
+                    WriteError(ToErrorRecord(e, "DisableChangeTracking", vm));
+                }
+            }
+        }
+
+        private void Finish(string target, string host, IReadOnlyList<string> items, Func<IReadOnlyList<string>> remove)
+        {
+            foreach (var item in items) WriteVerbose(item);
+            var result = new ChangeTrackingRemoval { VmName = target, Host = host, Items = new TextList(items) };
+            if (items.Count > 0 && ShouldProcess($"{target} on {host}", $"Remove {items.Count} change-tracking item(s): {string.Join("; ", items)}"))
+            {
+                result.Items = new TextList(remove());
+                result.Removed = true;
+            }
+            WriteObject(result);
+        }
+
+        protected override void EndProcessing()
+        {
+            _hypervisor?.Dispose();
+            base.EndProcessing();
+        }
+    }
+}
