@@ -3,7 +3,7 @@
     Description = 'Between checkpoints, VmCheckpoint keeps a record of what changed in each VM: a libvirt checkpoint (vmckpt-<time>) with a dirty bitmap in each qcow2 disk, a persistent bitmap (vmcheckpoint-...) in image files checkpointed with Invoke-VmCheckpoint -DiskPath, or a Hyper-V reference point (Resilient Change Tracking). This cmdlet lists and removes them: before removing VmCheckpoint from a host, before virsh undefine (which otherwise says "cannot delete inactive domain with N checkpoints"), or to start tracking afresh. Checkpoints in the repository are not touched, and each still restores; the VM''s next checkpoint reads every data block once (storing only what changed) and tracking starts again. A shut-off libvirt VM''s qcow2 files are also cleared of bitmaps whose libvirt checkpoint was lost in a crash; a running VM''s bitmaps without a libvirt checkpoint stay until it stops. Image files that any process holds open are refused (ResourceBusy), naming the process or VM. Use -WhatIf to see what would go.'
     Parameters  = @{
         Name          = 'The VMs (wildcards allowed).'
-        DiskPath      = 'qcow2 image files checkpointed with Invoke-VmCheckpoint -DiskPath: their vmcheckpoint-* bitmaps are removed (with qemu-img).'
+        DiskPath      = 'qcow2 image files checkpointed with Invoke-VmCheckpoint -DiskPath (wildcards expand): their vmcheckpoint-* bitmaps are removed (with qemu-img).'
         ConnectionUri = 'The libvirt host (qemu:///system by default).'
         Hypervisor    = 'The VMs'' hypervisor: Libvirt (the default) or HyperV.'
         ComputerName  = 'With -Hypervisor HyperV: the Hyper-V host (this computer by default).'

@@ -43,6 +43,7 @@ namespace VmCheckpoint.PowerShell
         [Parameter(Mandatory = true, ParameterSetName = DiskPathSet, ValueFromPipelineByPropertyName = true)]
         [Alias("Path", "FullName")]
         [ValidateNotNullOrEmpty]
+        [SupportsWildcards]
         public string[] DiskPath { get; set; } = new string[0];
 
         [Parameter(ParameterSetName = VmSet)]
@@ -63,20 +64,35 @@ namespace VmCheckpoint.PowerShell
         {
             if (ParameterSetName == DiskPathSet)
             {
-                foreach (var path in DiskPath.Select(ResolvePath))
+                foreach (var given in DiskPath)
                 {
-                    try
-                    {
-                        var items = ImageFileSource.ChangeTracking(new[] { path }, remove: false);
-                        Finish(path, "this host", items, () => ImageFileSource.ChangeTracking(new[] { path }, remove: true));
-                    }
-                    catch (Exception e) when (!(e is PipelineStoppedException))
-                    {
-                        WriteError(ToErrorRecord(e, "DisableChangeTracking", path));
-                    }
+                    var paths = new List<string>();
+                    try { paths.AddRange(GetResolvedProviderPathFromPSPath(given, out _)); }
+                    catch (ItemNotFoundException) { }
+                    if (paths.Count == 0)
+                        WriteError(new ErrorRecord(new System.IO.FileNotFoundException($"Disk image {given} does not exist."), "DisableChangeTracking.FileNotFound", ErrorCategory.ObjectNotFound, given));
+                    foreach (var path in paths) Untrack(path);
                 }
                 return;
             }
+            UntrackVms();
+        }
+
+        private void Untrack(string path)
+        {
+            try
+            {
+                var items = ImageFileSource.ChangeTracking(new[] { path }, remove: false);
+                Finish(path, "this host", items, () => ImageFileSource.ChangeTracking(new[] { path }, remove: true));
+            }
+            catch (Exception e) when (!(e is PipelineStoppedException))
+            {
+                WriteError(ToErrorRecord(e, "DisableChangeTracking", path));
+            }
+        }
+
+        private void UntrackVms()
+        {
             string? location = HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName);
             try
             {
