@@ -7,6 +7,7 @@
         ConnectionUri = 'The libvirt host (qemu:///system by default).'
         Hypervisor    = 'The VMs'' hypervisor: Libvirt (the default) or HyperV.'
         ComputerName  = 'With -Hypervisor HyperV: the Hyper-V host (this computer by default).'
+        Credential   = 'With -Hypervisor HyperV and -ComputerName: the account for the remote Hyper-V host (Get-Credential). Its Hyper-V commands get -Credential and its CIM calls (Resilient Change Tracking) one CIM session opened with it.'
         Repository    = 'Not used: nothing in the repository changes.'
         CatalogPath   = 'Not used: nothing in the catalog changes.'
     }

@@ -58,6 +58,14 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string? ComputerName { get; set; }
 
+        /// <summary>With -Hypervisor HyperV and -ComputerName: the account for the remote host (Hyper-V commands and a CIM session).</summary>
+        [Parameter(ParameterSetName = VmSet)]
+        [Credential]
+        [ValidateNotNull]
+        public PSCredential Credential { get; set; } = PSCredential.Empty;
+
+        protected override PSCredential? HostCredential => Credential == PSCredential.Empty ? null : Credential;
+
         private IHypervisor? _hypervisor;
 
         protected override void ProcessRecord()

@@ -58,10 +58,18 @@ namespace VmCheckpoint.PowerShell
         [ValidateSet(HypervisorNames.Libvirt, HypervisorNames.HyperV, IgnoreCase = true)]
         public string Hypervisor { get; set; } = HypervisorNames.Libvirt;
 
-        /// <summary>The Hyper-V host (with -Hypervisor HyperV); this computer by default.</summary>
+        /// <summary>The Hyper-V hosts (with -Hypervisor HyperV); this computer by default. Each host's VMs matching -Name are checkpointed.</summary>
         [Parameter(ParameterSetName = LiveSet)]
         [ValidateNotNullOrEmpty]
-        public string? ComputerName { get; set; }
+        public string[]? ComputerName { get; set; }
+
+        /// <summary>With -Hypervisor HyperV and -ComputerName: the account for the remote host (Hyper-V commands and a CIM session).</summary>
+        [Parameter(ParameterSetName = LiveSet)]
+        [Credential]
+        [ValidateNotNull]
+        public PSCredential Credential { get; set; } = PSCredential.Empty;
+
+        protected override PSCredential? HostCredential => Credential == PSCredential.Empty ? null : Credential;
 
         /// <summary>Also take the memory and device state, consistent with the disks.</summary>
         [Parameter(ParameterSetName = LiveSet)]
@@ -82,8 +90,8 @@ namespace VmCheckpoint.PowerShell
         public SwitchParameter NoChangeTracking { get; set; }
 
         private readonly List<string> _paths = new List<string>();
-        private readonly List<string> _vms = new List<string>();
-        private IHypervisor? _hypervisor;
+        /// <summary>Each host (one, or one per -ComputerName) with the VMs to checkpoint there, in the order named.</summary>
+        private readonly List<(IHypervisor Host, List<string> Vms)> _hosts = new List<(IHypervisor, List<string>)>();
 
         private bool FromFiles => ParameterSetName != LiveSet;
 
@@ -107,15 +115,30 @@ namespace VmCheckpoint.PowerShell
                 }
                 return;
             }
-            try
+            if (_hosts.Count == 0)
             {
-                _hypervisor ??= ConnectHypervisor(Hypervisor, HostLocation);
-                foreach (var vm in VmNamePattern.Expand(Name, _hypervisor.ListVms))
-                    if (!_vms.Contains(vm)) _vms.Add(vm);
+                foreach (var location in HostLocations)
+                {
+                    try { _hosts.Add((ConnectHypervisor(Hypervisor, location), new List<string>())); }
+                    catch (Exception e) when (!(e is PipelineStoppedException))
+                    {
+                        // One unreachable host of several: the others are still checkpointed.
+                        if (HostLocations.Count == 1) ThrowTerminatingError(ToErrorRecord(e, "Connect", location));
+                        WriteError(ToErrorRecord(e, "Connect", location));
+                    }
+                }
             }
-            catch (Exception e)
+            foreach (var (host, vms) in _hosts)
             {
-                ThrowTerminatingError(ToErrorRecord(e, "Connect", HostLocation));
+                try
+                {
+                    foreach (var vm in VmNamePattern.Expand(Name, host.ListVms))
+                        if (!vms.Contains(vm)) vms.Add(vm);
+                }
+                catch (Exception e) when (!(e is PipelineStoppedException))
+                {
+                    WriteError(ToErrorRecord(e, "Connect", host.Host));
+                }
             }
         }
 
@@ -128,24 +151,29 @@ namespace VmCheckpoint.PowerShell
             }
             finally
             {
-                _hypervisor?.Dispose();
+                foreach (var (host, _) in _hosts) host.Dispose();
                 base.EndProcessing();
             }
         }
 
-        private string? HostLocation => HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName);
+        /// <summary>Where the VMs are: the libvirt URI, or each Hyper-V computer named (null: this one).</summary>
+        private IReadOnlyList<string?> HostLocations =>
+            ComputerName is { Length: > 0 } && HypervisorNames.IsHyperV(Hypervisor)
+                ? ComputerName.Distinct(StringComparer.OrdinalIgnoreCase).Select(c => HypervisorNames.HostLocation(Hypervisor, ConnectionUri, c)).ToList()
+                : new List<string?> { HypervisorNames.HostLocation(Hypervisor, ConnectionUri, null) };
 
         private void CheckpointVms()
         {
-            if (_vms.Count == 0) return;
+            if (_hosts.All(h => h.Vms.Count == 0)) return;
             var repository = OpenSynchronized();
-            foreach (var vm in _vms)
+            foreach (var (host, vms) in _hosts)
+            foreach (var vm in vms)
             {
-                if (!ShouldProcess($"{vm} on {_hypervisor!.Host}", $"Checkpoint{(IncludeMemory ? " with memory" : "")} into {repository.Path}")) continue;
+                if (!ShouldProcess($"{vm} on {host.Host}", $"Checkpoint{(IncludeMemory ? " with memory" : "")} into {repository.Path}")) continue;
                 try
                 {
                     var plan = new CheckpointPlan { IncludeMemory = IncludeMemory, Full = Full };
-                    var manifest = RunJob("Checkpointing " + vm, (reporter, token) => new VmCheckpointJob(repository, Catalog, _hypervisor!, reporter).Run(vm, plan, token));
+                    var manifest = RunJob("Checkpointing " + vm, (reporter, token) => new VmCheckpointJob(repository, Catalog, host, reporter).Run(vm, plan, token));
                     WriteObject(Catalog.GetCheckpoints(repository.Id, c => c.Id == manifest.Id).First());
                 }
                 catch (PipelineStoppedException)

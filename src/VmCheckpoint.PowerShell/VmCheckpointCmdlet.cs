@@ -201,9 +201,12 @@ namespace VmCheckpoint.PowerShell
         protected Core.Hypervisors.HypervisorConnector Connector => new Core.Hypervisors.HypervisorConnector(location =>
         {
             var host = new HyperV.HyperVRunspaceHost((script, args) => OnPipelineThread(() =>
-                InvokeCommand.InvokeScript(script, true, System.Management.Automation.Runspaces.PipelineResultTypes.None, null, args)), location);
+                InvokeCommand.InvokeScript(script, true, System.Management.Automation.Runspaces.PipelineResultTypes.None, null, args)), location, HostCredential);
             return new Core.Hypervisors.HyperV.HyperVHypervisor(host, host.HasCim ? host : null);
         });
+
+        /// <summary>The account for remote Hyper-V hosts (a cmdlet's -Credential); null: the current user's.</summary>
+        protected virtual PSCredential? HostCredential => null;
 
         /// <summary>Connects to a hypervisor host (see <see cref="Connector"/>).</summary>
         protected Core.Hypervisors.IHypervisor ConnectHypervisor(string hypervisor, string? location) => Connector.Connect(hypervisor, location);

@@ -32,6 +32,14 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string? ComputerName { get; set; }
 
+        /// <summary>With -Hypervisor HyperV and -ComputerName: the account for the remote host (Hyper-V commands and a CIM session).</summary>
+        [Parameter]
+        [Credential]
+        [ValidateNotNull]
+        public PSCredential Credential { get; set; } = PSCredential.Empty;
+
+        protected override PSCredential? HostCredential => Credential == PSCredential.Empty ? null : Credential;
+
         [Parameter]
         public RecoveryAction Action { get; set; } = RecoveryAction.Auto;
 

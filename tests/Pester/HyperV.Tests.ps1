@@ -266,6 +266,38 @@ Describe 'Hyper-V errors leave nothing behind (stand-in)' {
     }
 }
 
+Describe 'Several Hyper-V hosts, and a host that needs an account (stand-in)' {
+    BeforeAll {
+        $script:east = New-HvVm 'hv-east' -ComputerName 'hv-east-host'
+        $script:west = New-HvVm 'hv-west' -ComputerName 'hv-west-host'
+        # From now on hv-west-host takes only the account 'ops' (the stand-in refuses every other caller).
+        Set-Content (Join-Path $env:HYPERV_STANDIN_ROOT 'hv-west-host/account') 'ops'
+        $script:ops = [pscredential]::new('ops', (ConvertTo-SecureString 'not-a-secret' -AsPlainText -Force))
+    }
+
+    It 'refuses a host that does not take the current user, saying so, and adds nothing' {
+        $e = { Invoke-VmCheckpoint -Hypervisor HyperV -Name hv-west -ComputerName hv-west-host -Repository $repo -ErrorAction Stop } | Should -Throw -PassThru
+        $e.Exception.Message | Should -BeLike '*permission*hv-west-host*'
+        Get-VmCheckpoint -Name hv-west -Repository $repo -ErrorAction SilentlyContinue | Should -BeNullOrEmpty
+    }
+
+    It 'checkpoints the VMs of several hosts in one call, with -Credential for the host that needs it' {
+        $c = @(Invoke-VmCheckpoint -Hypervisor HyperV -Name hv-* -ComputerName hv-east-host, hv-west-host -Credential $ops -Repository $repo)
+        ($c.VmName | Sort-Object) | Should -Be @('hv-east', 'hv-west')
+        ($c.Host | Sort-Object) | Should -Be @('hv-east-host', 'hv-west-host')
+        # Its reference point was made through the CIM session opened with the account.
+        $id = (Get-VM -Name hv-west -ComputerName hv-west-host -Credential $ops).Id
+        $session = New-CimSession -ComputerName hv-west-host -Credential $ops
+        @(Get-CimInstance -CimSession $session -Namespace root/virtualization/v2 -ClassName Msvm_VirtualSystemReferencePoint -Filter "VirtualSystemIdentifier='$id'").Count | Should -Be 1
+    }
+
+    It 'goes on with the other hosts when one cannot be reached' {
+        $c = @(Invoke-VmCheckpoint -Hypervisor HyperV -Name hv-* -ComputerName hv-east-host, hv-west-host -Repository $repo -ErrorVariable failures -ErrorAction SilentlyContinue)
+        $c.VmName | Should -Be @('hv-east')
+        "$failures" | Should -BeLike '*permission*hv-west-host*'
+    }
+}
+
 Describe 'Hyper-V and libvirt VMs in one repository' {
     It 'lists Hyper-V VMs and libvirt VMs side by side' {
         $disk = New-TestImage -Path (Join-Path $work 'kvm.qcow2') -Size 16MB -Offsets 0 -Seed 21

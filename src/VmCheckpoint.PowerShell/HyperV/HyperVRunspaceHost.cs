@@ -17,8 +17,13 @@ namespace VmCheckpoint.PowerShell.HyperV
     /// </summary>
     internal sealed class HyperVRunspaceHost : IHyperVModule, IHyperVChangeTracking
     {
-        private const string Prologue = "$ErrorActionPreference = 'Stop'; $p = @{}; if ($c) { $p.ComputerName = $c }; ";
-        private const string CimPrologue = Prologue + "$w = @{ Namespace = 'root/virtualization/v2' } + $p; " +
+        // $c is null (this computer), a computer name, or a host with credentials: then the Hyper-V commands get
+        // -Credential and the CIM calls one CIM session, made at the first call and kept in $c for the next ones.
+        private const string Prologue = "$ErrorActionPreference = 'Stop'; $p = @{}; $cim = @{}; " +
+            "if ($c -is [string]) { $p.ComputerName = $c; $cim.ComputerName = $c } " +
+            "elseif ($c) { $p.ComputerName = $c.ComputerName; $p.Credential = $c.Credential; " +
+            "if (-not $c.Session) { $c.Session = New-CimSession -ComputerName $c.ComputerName -Credential $c.Credential }; $cim.CimSession = $c.Session }; ";
+        private const string CimPrologue = Prologue + "$w = @{ Namespace = 'root/virtualization/v2' } + $cim; " +
             // An asynchronous WMI method answers 4096 and a job; wait for it, and fail with its own words.
             "function Wait-WmiJob($r, $what) { if ($r.ReturnValue -eq 4096) { $j = $r.Job; " +
             "while ($j.JobState -in 2, 3, 4) { Start-Sleep -Milliseconds 100; $j = Get-CimInstance -InputObject $j } " +
@@ -26,13 +31,22 @@ namespace VmCheckpoint.PowerShell.HyperV
             "elseif ($r.ReturnValue -ne 0) { throw \"$what failed with WMI return value $($r.ReturnValue)\" } }; ";
         private readonly Func<string, object?[], Collection<PSObject>> _invoke;
         private readonly string? _computerName;
+        private readonly PSObject? _remote;
 
         /// <param name="invoke">Runs a script block's text with arguments in the cmdlet's runspace (on its pipeline thread).</param>
-        public HyperVRunspaceHost(Func<string, object?[], Collection<PSObject>> invoke, string? computerName)
+        /// <param name="credential">For a remote host: the account its Hyper-V commands and CIM session use.</param>
+        public HyperVRunspaceHost(Func<string, object?[], Collection<PSObject>> invoke, string? computerName, PSCredential? credential = null)
         {
             _invoke = invoke;
             _computerName = string.IsNullOrEmpty(computerName) ? null : computerName;
             ComputerName = _computerName ?? Environment.MachineName;
+            if (credential != null && credential != PSCredential.Empty)
+            {
+                _remote = new PSObject();
+                _remote.Properties.Add(new PSNoteProperty("ComputerName", ComputerName));
+                _remote.Properties.Add(new PSNoteProperty("Credential", credential));
+                _remote.Properties.Add(new PSNoteProperty("Session", null));
+            }
         }
 
         public string ComputerName { get; }
@@ -158,7 +172,7 @@ namespace VmCheckpoint.PowerShell.HyperV
         private Collection<PSObject> Run(string script, params object?[] args)
         {
             var all = new object?[args.Length + 1];
-            all[0] = _computerName;
+            all[0] = (object?)_remote ?? _computerName;
             Array.Copy(args, 0, all, 1, args.Length);
             try
             {

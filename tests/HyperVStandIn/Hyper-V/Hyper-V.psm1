@@ -24,6 +24,26 @@ function Get-StandInRoot([string] $ComputerName) {
     $dir
 }
 
+# A "remote host" that needs an account: $env:HYPERV_STANDIN_ROOT/<computer>/account holds the user name it takes.
+# Calls without that credential fail as Hyper-V's do for a host that refuses the current user.
+function Assert-StandInAccess([string] $ComputerName, $Credential) {
+    if (-not $ComputerName) { return }
+    $account = Join-Path $env:HYPERV_STANDIN_ROOT "$ComputerName/account"
+    if (-not (Test-Path $account)) { return }
+    $wanted = (Get-Content -Raw $account).Trim()
+    if (-not $Credential -or $Credential.UserName -ne $wanted) {
+        throw "You do not have the required permission to complete this task. Contact the administrator of the authorization policy for the computer '$ComputerName'."
+    }
+}
+
+# New-CimSession: a session is the computer and the account it was opened with.
+function New-CimSession {
+    [CmdletBinding()]
+    param([Parameter(Mandatory)] [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
+    [pscustomobject]@{ ComputerName = $ComputerName; Credential = $Credential; Protocol = 'WSMan' }
+}
+
 function Read-Record([string] $ComputerName) {
     foreach ($f in Get-ChildItem (Get-StandInRoot $ComputerName) -Filter *.json) {
         $r = Get-Content -Raw $f.FullName | ConvertFrom-Json -AsHashtable
@@ -205,7 +225,8 @@ function New-VM {
 
 function Get-VM {
     [CmdletBinding()]
-    param([Parameter(Position = 0)] [string[]] $Name, [string] $ComputerName)
+    param([Parameter(Position = 0)] [string[]] $Name, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     foreach ($r in Read-Record $ComputerName) {
         if (-not $Name -or ($Name | Where-Object { $r.Name -like $_ })) { ConvertTo-Vm $r }
     }
@@ -213,7 +234,8 @@ function Get-VM {
 
 function Set-VM {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $Name, [ValidateSet('Disabled', 'Production', 'ProductionOnly', 'Standard')] [string] $CheckpointType, [string] $ComputerName)
+    param([Parameter(Mandatory)] [string] $Name, [ValidateSet('Disabled', 'Production', 'ProductionOnly', 'Standard')] [string] $CheckpointType, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     $r = Find-Record $Name $ComputerName -Required
     if ($CheckpointType) { $r.CheckpointType = $CheckpointType }
     Save-Record $r
@@ -230,14 +252,16 @@ function Rename-VM {
 
 function Get-VMHardDiskDrive {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $VMName, [string] $ComputerName)
+    param([Parameter(Mandatory)] [string] $VMName, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     $r = Find-Record $VMName $ComputerName -Required
     foreach ($d in $r.HardDrives) { ConvertTo-Drive $d $r.Name }
 }
 
 function Add-VMHardDiskDrive {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $VMName, [Parameter(Mandatory)] [string] $Path, [int] $ControllerLocation = -1, [string] $ComputerName)
+    param([Parameter(Mandatory)] [string] $VMName, [Parameter(Mandatory)] [string] $Path, [int] $ControllerLocation = -1, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     $r = Find-Record $VMName $ComputerName -Required
     if ($ControllerLocation -lt 0) { $ControllerLocation = @($r.HardDrives).Count }
     $r.HardDrives = @($r.HardDrives) + @(@{ ControllerType = 'SCSI'; ControllerNumber = 0; ControllerLocation = $ControllerLocation; Path = $Path })
@@ -253,7 +277,8 @@ function Set-VMHardDiskDrive {
 
 function Start-VM {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $Name, [string] $ComputerName)
+    param([Parameter(Mandatory)] [string] $Name, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     $r = Find-Record $Name $ComputerName -Required
     if ($r.State -eq 'Running') { throw "'$Name' failed to change state: the operation cannot be performed while the object is in its current state (Running)." }
     foreach ($d in $r.HardDrives) { if (-not (Test-Path $d.Path)) { throw "'$Name' failed to start: the virtual disk '$($d.Path)' cannot be found." } }
@@ -271,7 +296,8 @@ function Start-VM {
 
 function Stop-VM {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $Name, [switch] $TurnOff, [switch] $Force, [string] $ComputerName)
+    param([Parameter(Mandatory)] [string] $Name, [switch] $TurnOff, [switch] $Force, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     $r = Find-Record $Name $ComputerName -Required
     $r.State = 'Off'; $r.Heartbeat = $null
     Save-Record $r
@@ -279,7 +305,8 @@ function Stop-VM {
 
 function Remove-VM {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $Name, [switch] $Force, [string] $ComputerName)
+    param([Parameter(Mandatory)] [string] $Name, [switch] $Force, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     $r = Find-Record $Name $ComputerName -Required
     if ($r.State -ne 'Off') { throw "'$Name' must be turned off before it is removed." }
     Remove-Item $r.File    # like Hyper-V: the VM's disks and files stay
@@ -287,7 +314,8 @@ function Remove-VM {
 
 function Checkpoint-VM {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $Name, [string] $SnapshotName, [switch] $Passthru, [string] $ComputerName)
+    param([Parameter(Mandatory)] [string] $Name, [string] $SnapshotName, [switch] $Passthru, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     $r = Find-Record $Name $ComputerName -Required
     if ($r.CheckpointType -eq 'Disabled') { throw "Checkpoints are disabled for '$Name'." }
     if (-not $SnapshotName) { $SnapshotName = "$Name - $(Get-Date -Format 'MM/dd/yyyy - HH:mm:ss')" }
@@ -299,7 +327,8 @@ function Checkpoint-VM {
 
 function Get-VMSnapshot {
     [CmdletBinding()]
-    param([Parameter(Mandatory)] [string] $VMName, [string] $Name, [ValidateSet('Standard', 'Recovery', 'Planned', 'Missing', 'Replica', 'AppConsistentReplica', 'SyncedReplica')] [string] $SnapshotType, [string] $ComputerName)
+    param([Parameter(Mandatory)] [string] $VMName, [string] $Name, [ValidateSet('Standard', 'Recovery', 'Planned', 'Missing', 'Replica', 'AppConsistentReplica', 'SyncedReplica')] [string] $SnapshotType, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     $r = Find-Record $VMName $ComputerName -Required
     foreach ($s in @($r.Snapshots)) {
         $type = if ($SnapshotType) { $SnapshotType } else { 'Standard' }
@@ -311,8 +340,9 @@ function Get-VMSnapshot {
 
 function Remove-VMSnapshot {
     [CmdletBinding()]
-    param([Parameter(ValueFromPipeline)] $VMSnapshot, [string] $VMName, [string] $Name, [string] $ComputerName)
+    param([Parameter(ValueFromPipeline)] $VMSnapshot, [string] $VMName, [string] $Name, [string] $ComputerName, [pscredential] $Credential)
     process {
+        Assert-StandInAccess $ComputerName $Credential
         if ($VMSnapshot) { $r = Find-Record $VMSnapshot.VMName $VMSnapshot.ComputerName -Required; $id = "$($VMSnapshot.Id)" }
         else { $r = Find-Record $VMName $ComputerName -Required; $id = (@($r.Snapshots) | Where-Object Name -like $Name | Select-Object -First 1).Id }
         $s = @($r.Snapshots) | Where-Object { $_.Id -eq $id }
@@ -325,7 +355,8 @@ function Remove-VMSnapshot {
 function Compare-VM {
     [CmdletBinding()]
     param([Parameter(Mandatory)] [string] $Path, [switch] $Register, [switch] $Copy, [switch] $GenerateNewId,
-          [string] $VirtualMachinePath, [string] $SnapshotFilePath, [string] $SmartPagingFilePath, [string] $VhdDestinationPath, [string] $ComputerName)
+          [string] $VirtualMachinePath, [string] $SnapshotFilePath, [string] $SmartPagingFilePath, [string] $VhdDestinationPath, [string] $ComputerName, [pscredential] $Credential)
+    Assert-StandInAccess $ComputerName $Credential
     if (-not (Test-Path $Path)) { throw "The file '$Path' does not exist or is not a virtual machine configuration." }
     $config = Get-Content -Raw $Path | ConvertFrom-Json
     if (-not $GenerateNewId -and (Read-Record $ComputerName | Where-Object Id -eq $config.Id)) {
@@ -374,8 +405,9 @@ function Import-VM {
 
 function Get-CimInstance {
     [CmdletBinding()]
-    param([string] $Namespace, [string] $ClassName, [string] $Filter, [string] $ComputerName, $InputObject)
+    param([string] $Namespace, [string] $ClassName, [string] $Filter, [string] $ComputerName, $InputObject, [object] $CimSession)
     if ($InputObject) { return $InputObject }
+    if ($CimSession) { $ComputerName = $CimSession.ComputerName; Assert-StandInAccess $ComputerName $CimSession.Credential } else { Assert-StandInAccess $ComputerName $null }
     if ($Namespace -ne 'root/virtualization/v2') { throw "The Hyper-V stand-in has no CIM namespace '$Namespace'." }
     $where = @{}
     foreach ($m in [regex]::Matches("$Filter", "(\w+)='([^']*)'")) { $where[$m.Groups[1].Value] = $m.Groups[2].Value }
@@ -511,5 +543,5 @@ function Set-StandInVMState {
 }
 
 Export-ModuleMember -Function New-VM, Get-VM, Set-VM, Rename-VM, Get-VMHardDiskDrive, Add-VMHardDiskDrive, Set-VMHardDiskDrive, Start-VM, Stop-VM,
-    Remove-VM, Checkpoint-VM, Get-VMSnapshot, Remove-VMSnapshot, Compare-VM, Import-VM, Get-CimInstance, Get-CimAssociatedInstance, Invoke-CimMethod,
+    Remove-VM, Checkpoint-VM, Get-VMSnapshot, Remove-VMSnapshot, Compare-VM, Import-VM, Get-CimInstance, New-CimSession, Get-CimAssociatedInstance, Invoke-CimMethod,
     Write-StandInGuestData, Set-StandInVMState
