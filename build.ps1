@@ -14,7 +14,8 @@
       Bench      runs bench/Invoke-Benchmark.ps1: VmCheckpoint against borg, restic and rdiff-backup on one image.
       Package    zips the module folder into out/VmCheckpoint-<version>.zip, and makes out/VmCheckpoint.<version>.nupkg
                  (what a PowerShell repository serves: Publish-PSResource, Install-PSResource).
-      Demo       checkpoints, changes, checkpoints again, verifies and restores a real qcow2 image into a folder repository.
+      Demo       checkpoints, changes, checkpoints again, verifies and restores a real qcow2 image into a folder repository;
+                 then checkpoints a running guest live with its memory, kills it, and Watch-VmHealth brings it back.
 .EXAMPLE
     dotnet tool restore && dotnet pwsh ./build.ps1 Test
 #>

@@ -1,7 +1,9 @@
 <#
 .SYNOPSIS
     The main job on real data: a VM's two disks (a qcow2 made by qemu-img holding real files, and a raw disk)
-    checkpointed into a folder repository, changed, checkpointed again, verified, restored and compared.
+    checkpointed into a folder repository, changed, checkpointed again, verified, restored and compared. Then the
+    product's main job on a running VM: the tiny self-checking guest (tests/hosts/guest) checkpointed live with
+    its memory, killed (kill -9 of its qemu), and brought back by Watch-VmHealth counting on from the checkpoint.
 #>
 param(
     [Parameter(Mandatory)] [string] $ModulePath,
@@ -71,4 +73,78 @@ Show 'Get-VmCheckpoint'
 Step 'Retention: keep the newest checkpoint; blocks that only the removed one used are reclaimed (here almost none: the newer one holds the same disk)'
 Show 'Remove-VmCheckpoint -KeepLast 1 -Confirm:$false'
 Show 'Test-VmCheckpoint -ReadData'
+
+# --- A running VM: live checkpoint with memory, a crash, and the watcher ---
+$root = Split-Path $PSScriptRoot -Parent
+Step 'A running VM: the tiny self-checking guest on this host''s libvirt (256 MiB of RAM, 128 MiB of it random data); it counts on its serial console'
+$uri = & bash (Join-Path $root 'tests/hosts/start-libvirt.sh')
+$guest = Join-Path $WorkPath 'guest'
+& bash (Join-Path $root 'tests/hosts/guest/build-guest.sh') $guest | Out-Null
+if ($LASTEXITCODE) { throw 'build-guest.sh failed' }
+& chmod 755 $WorkPath
+$vm = 'demo-guest'
+& virsh -c $uri destroy $vm 2>$null | Out-Null
+& virsh -c $uri undefine $vm --checkpoints-metadata --nvram 2>$null | Out-Null
+$disk = Join-Path $WorkPath 'demo-guest.qcow2'
+$console = Join-Path $WorkPath 'demo-guest.console'
+& qemu-img create -q -f qcow2 $disk 16M
+& chmod 666 $disk
+$cmdline = 'console=ttyS0 quiet gseq_ballast=128'
+@"
+<domain type='qemu'>
+  <name>$vm</name>
+  <memory unit='MiB'>256</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type><kernel>$guest/vmlinuz</kernel><initrd>$guest/initrd.gz</initrd><cmdline>$cmdline</cmdline></os>
+  <features><acpi/></features>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='$disk'/><target dev='vda' bus='virtio'/></disk>
+    <serial type='file'><source path='$console' append='on'/><target port='0'/></serial>
+  </devices>
+</domain>
+"@ | Set-Content (Join-Path $WorkPath 'demo-guest.xml')
+& virsh -c $uri define (Join-Path $WorkPath 'demo-guest.xml') | Out-Null
+& virsh -c $uri start $vm | Out-Null
+function Get-GuestCount {
+    $line = Get-Content $console -ErrorAction SilentlyContinue | ForEach-Object { $_.TrimEnd("`r") } | Where-Object { $_ -match '^VMCKG COUNT \d+$' } | Select-Object -Last 1
+    if ($line) { [long]($line -split ' ')[-1] } else { 0 }
+}
+$deadline = [DateTime]::UtcNow.AddMinutes(3)
+while ((Get-GuestCount) -lt 3) {
+    if ([DateTime]::UtcNow -gt $deadline) { throw "The demo guest did not start counting: $(Get-Content $console -Tail 3)" }
+    Start-Sleep -Milliseconds 500
+}
+Write-Host "The guest counts: $(Get-GuestCount)"
+
+Step 'Checkpoint it live, with its memory: the guest stands still for the PauseSeconds shown, then counts on'
+$beforeCheckpoint = Get-GuestCount
+Show "`$live = Invoke-VmCheckpoint -Name $vm -IncludeMemory; `$live | Format-List VmName, Id, IncludesMemory, MemoryBytes, PauseSeconds, StoredBytes, DurationSeconds"
+$afterCheckpoint = Get-GuestCount
+Start-Sleep -Seconds 2
+Write-Host "Counting on after the checkpoint: $(Get-GuestCount)"
+
+Step 'Crash it: kill -9 of its qemu'
+$qemuPid = [int](Get-Content "/run/libvirt/qemu/$vm.pid")
+& kill -9 $qemuPid
+$deadline = [DateTime]::UtcNow.AddSeconds(15)
+while ((& virsh -c $uri domstate $vm) -match 'running' -and [DateTime]::UtcNow -lt $deadline) { Start-Sleep -Milliseconds 200 }
+Show "virsh -c $uri domstate $vm --reason"
+
+Step 'Watch-VmHealth brings it back from its latest checkpoint, resumed from memory (by default it first restarts a crashed VM on its own disks)'
+$clock = [Diagnostics.Stopwatch]::StartNew()
+Show "Watch-VmHealth -Name $vm -Once -Action RestoreLatest -RestorePath $WorkPath/restored-live"
+$seen = (Get-Content $console).Count
+$deadline = [DateTime]::UtcNow.AddSeconds(60)
+while (@(Get-Content $console | Select-Object -Skip $seen | Where-Object { $_ -match '^VMCKG COUNT ' }).Count -lt 2) {
+    if ([DateTime]::UtcNow -gt $deadline) { throw 'The restored guest did not count again within 60 s.' }
+    Start-Sleep -Milliseconds 200
+}
+$after = @(Get-Content $console | Select-Object -Skip $seen | ForEach-Object { $_.TrimEnd("`r") })
+$firstCount = ($after | Where-Object { $_ -match '^VMCKG COUNT ' } | Select-Object -First 1)
+$verdict = if ($after -match '^VMCKG (BOOT|MISMATCH)') { 'but it rebooted or found its disk and memory apart' } else { 'resumed from memory: no reboot, memory and disk of one instant' }
+Write-Host ("Counting again {0:0.0} s after the watcher started, from '{1}': the checkpoint's instant fell between counts {2} and {3}; {4}." -f
+    $clock.Elapsed.TotalSeconds, $firstCount, $beforeCheckpoint, $afterCheckpoint, $verdict)
+Show 'Get-VmHealthEvent -Last 3'
+& virsh -c $uri destroy $vm 2>$null | Out-Null
+& virsh -c $uri undefine $vm --checkpoints-metadata --nvram 2>$null | Out-Null
 Write-Host "`nDemo folder: $WorkPath (repository, catalog, restored disks)." -ForegroundColor Cyan
