@@ -201,16 +201,26 @@ namespace VmCheckpoint.Core.Repository
             foreach (var name in ListLocks(layout))
             {
                 if (string.Equals(name, own, StringComparison.Ordinal)) continue;
-                var holder = ReadHolder(layout, name);
-                if (holder is null) continue;
+                var holder = ReadHolder(layout, name, out bool gone);
+                if (holder is null)
+                {
+                    // A lock whose holder is known gone (a process of this host that no longer runs, or one not
+                    // refreshed for StaleAfter) goes now, so that kill -9 leaves nothing for the admin to clean.
+                    if (gone) TryDelete(layout, name);
+                    continue;
+                }
                 if (kind == LockKind.Shared && holder.Value.Kind == LockKind.Shared) continue;
                 return holder.Value.Description;
             }
             return null;
         }
 
-        private static (LockKind Kind, string Description)? ReadHolder(RepositoryLayout layout, string name)
+        private static (LockKind Kind, string Description)? ReadHolder(RepositoryLayout layout, string name) => ReadHolder(layout, name, out _);
+
+        /// <param name="gone">True when the lock is a holder's that is known gone (dead, or stale), not merely released or unreadable.</param>
+        private static (LockKind Kind, string Description)? ReadHolder(RepositoryLayout layout, string name, out bool gone)
         {
+            gone = false;
             BsonDocument doc;
             try
             {
@@ -237,9 +247,12 @@ namespace VmCheckpoint.Core.Repository
             var host = doc["host"].AsString ?? "";
             int pid = doc["pid"].AsInt32;
             DateTime.TryParse(doc["time"].AsString, null, System.Globalization.DateTimeStyles.RoundtripKind, out var time);
-            if (DateTime.UtcNow - time.ToUniversalTime() > StaleAfter) return null;
+            if (DateTime.UtcNow - time.ToUniversalTime() > StaleAfter) { gone = true; return null; }
             if (string.Equals(host, Environment.MachineName, StringComparison.OrdinalIgnoreCase) && !IsAlive(pid, doc["processStart"].AsString))
+            {
+                gone = true;
                 return null;
+            }
             return (kind, $"process {pid} on {host} (since {time.ToUniversalTime():u})");
         }
 
