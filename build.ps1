@@ -84,6 +84,9 @@ function Invoke-Bootstrap {
     # tests' notices (tests/hosts/start-smtp.sh, start-syslog.sh).
     if (-not (Test-Path /usr/lib/python3/dist-packages/aiosmtpd)) { Install-DebianPackage -Package @('python3-aiosmtpd') -Command @('__none__') }
     Install-DebianPackage -Package @('rsyslog') -Command @('rsyslogd')
+    # A one-node Ceph and its S3 gateway (radosgw) give the S3 tests a real S3 endpoint on 127.0.0.1, and s3cmd is the
+    # independent client that checks what landed (tests/hosts/start-s3.sh, which also installs them when missing).
+    Install-DebianPackage -Package @('ceph-mon', 'ceph-mgr', 'ceph-osd', 'radosgw', 'ceph-common', 's3cmd', 'uuid-runtime') -Command @('ceph-mon', 'ceph-mgr', 'ceph-osd', 'radosgw', 'ceph', 's3cmd', 'uuidgen')
     if (-not (Test-Path (Get-PesterModulePath))) {
         Write-Host "Restoring Pester $PesterVersion from NuGet"
         Invoke-Native dotnet @('restore', (Join-Path $Root 'tests/Pester/Pester.deps.csproj'), '--verbosity', 'quiet')
