@@ -16,7 +16,7 @@ The checkpoint is differential against the VM''s latest checkpoint (only changed
         NoChangeTracking = 'With -DiskPath: only read the files. Without it, each qcow2 file keeps a persistent dirty bitmap (qemu-img bitmap) so that the next checkpoint reads only what was written since this one.'
         Hypervisor = 'The hypervisor of the VMs: Libvirt (the default) or HyperV. Hyper-V VMs are checkpointed through the Hyper-V module and, for configuration version 6.2 and later, Resilient Change Tracking: a recovery checkpoint freezes the disks, only the ranges changed since the last stored checkpoint''s reference point are read, and the checkpoint becomes the next reference point. With -IncludeMemory (or without RCT), a standard (or production) checkpoint is taken, every present block read, and the checkpoint merged afterwards.'
         ComputerName = 'With -Hypervisor HyperV: the Hyper-V host whose VMs to checkpoint (this computer by default).'
-        Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        Repository  = 'The repository: a local folder, a mounted share, a UNC path, or s3://bucket/prefix (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or a shared credentials profile). Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file, kept on local disk. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder. Rebuilt from the repository whenever it is missing.'
         WhatIf      = 'Shows what would be checkpointed without reading or writing anything.'
         Confirm     = 'Asks for confirmation first.'

@@ -191,6 +191,27 @@ Describe 'Reclaiming space in the bucket' {
     }
 }
 
+Describe 'Keys, region and endpoint from a shared AWS profile, as a scheduled run has them' {
+    It 'reads the repository with no AWS_* variable set' {
+        $aws = Join-Path $work 'aws'
+        New-Item -ItemType Directory $aws | Out-Null
+        Set-Content (Join-Path $aws 'credentials') "[vmckpt]`naws_access_key_id = $env:AWS_ACCESS_KEY_ID`naws_secret_access_key = $env:AWS_SECRET_ACCESS_KEY"
+        Set-Content (Join-Path $aws 'config') "[profile vmckpt]`nregion = us-east-1`nendpoint_url = $env:AWS_ENDPOINT_URL"
+        $out = Join-Path $work 'profile.out'
+        $child = Start-PwshScript -WorkingDirectory $work -StdErr (Join-Path $work 'profile.err') -Script @"
+foreach (`$name in 'AWS_ENDPOINT_URL', 'AWS_ACCESS_KEY_ID', 'AWS_SECRET_ACCESS_KEY', 'AWS_REGION') { Remove-Item "env:`$name" -ErrorAction SilentlyContinue }
+`$env:AWS_SHARED_CREDENTIALS_FILE = '$(Join-Path $aws 'credentials')'
+`$env:AWS_CONFIG_FILE = '$(Join-Path $aws 'config')'
+`$env:AWS_PROFILE = 'vmckpt'
+`$env:VMCHECKPOINT_CATALOG = '$(Join-Path $work 'profile.db')'
+(Get-VmCheckpoint -Repository '$repo').Id | Sort-Object | Set-Content '$out'
+"@
+        $child.WaitForExit()
+        $child.ExitCode | Should -Be 0 -Because (Get-Content (Join-Path $work 'profile.err') -Raw)
+        @(Get-Content $out) | Should -Be @((Get-VmCheckpoint -Repository $repo).Id | Sort-Object)
+    }
+}
+
 Describe 'An unreachable S3 gateway' {
     BeforeAll {
         $config = Join-Path $work 'config-again.json'

@@ -2,6 +2,7 @@ using System;
 using System.Collections.Generic;
 using Amazon;
 using Amazon.Runtime;
+using Amazon.Runtime.CredentialManagement;
 using Amazon.S3;
 
 namespace VmCheckpoint.Core.Repository.Backends
@@ -12,7 +13,8 @@ namespace VmCheckpoint.Core.Repository.Backends
     /// (<c>http://host:port/bucket/key</c>: such gateways rarely have a wildcard DNS name per bucket); <c>AWS_REGION</c>
     /// or <c>AWS_DEFAULT_REGION</c>. Credentials are the SDK's default chain: <c>AWS_ACCESS_KEY_ID</c> and
     /// <c>AWS_SECRET_ACCESS_KEY</c> (and <c>AWS_SESSION_TOKEN</c>), then the shared profiles of ~/.aws/credentials
-    /// and ~/.aws/config (<c>AWS_PROFILE</c>), then the machine's role.
+    /// and ~/.aws/config (<c>AWS_PROFILE</c>), then the machine's role. Without the environment variables, the profile's
+    /// <c>endpoint_url</c> and <c>region</c> are used.
     /// </summary>
     internal sealed class S3Settings
     {
@@ -38,6 +40,18 @@ namespace VmCheckpoint.Core.Repository.Backends
             if (string.IsNullOrWhiteSpace(endpoint)) endpoint = Get("AWS_ENDPOINT_URL");
             string? region = Get("AWS_REGION");
             if (string.IsNullOrWhiteSpace(region)) region = Get("AWS_DEFAULT_REGION");
+            if (environment is null && (string.IsNullOrWhiteSpace(endpoint) || string.IsNullOrWhiteSpace(region)))
+            {
+                // The shared profile's endpoint_url and region (~/.aws/config, AWS_CONFIG_FILE, AWS_PROFILE): what a scheduled
+                // run has, since a timer does not inherit the environment of the session that registered it. Read here so that
+                // an endpoint from the profile is addressed path-style too.
+                string profileName = Get("AWS_PROFILE") is { Length: > 0 } named ? named : "default";
+                if (new CredentialProfileStoreChain().TryGetProfile(profileName, out var profile))
+                {
+                    if (string.IsNullOrWhiteSpace(endpoint)) endpoint = profile.EndpointUrl;
+                    if (string.IsNullOrWhiteSpace(region)) region = profile.Region?.SystemName;
+                }
+            }
             return new S3Settings(endpoint, region);
         }
 
