@@ -121,6 +121,7 @@ namespace VmCheckpoint.Core.Repository.Backends
                 InputStream = new MemoryStream(content, 0, length, writable: false),
                 AutoCloseStream = true,
                 IfNoneMatch = "*",
+                UseChunkEncoding = false, // one signature over the whole body: the plainest form every gateway takes
             };
             Call("write", Locate(name), () => _client.PutObjectAsync(request));
         }
@@ -471,6 +472,7 @@ namespace VmCheckpoint.Core.Repository.Backends
                             UploadId = uploadId,
                             PartNumber = number,
                             InputStream = new MemoryStream(part, 0, length, writable: false),
+                            UseChunkEncoding = false,
                         }).ConfigureAwait(false);
                         return new PartETag(number, response.ETag);
                     }
