@@ -11,7 +11,8 @@
                  "Tests: N passed, N failed, N skipped" and fails on any failure.
       Test       Bootstrap, Build, then the xunit tests and the Pester tests; prints
                  "Tests: N passed, N failed, N skipped" and fails on any failure.
-      Bench      runs bench/Invoke-Benchmark.ps1: VmCheckpoint against borg, restic and rdiff-backup on one image.
+      Bench      runs bench/Invoke-Benchmark.ps1: VmCheckpoint against borg, restic and rdiff-backup on one image;
+                 then bench/Invoke-S3Benchmark.ps1: the same checkpoints into S3 (radosgw) and into a folder.
       Package    zips the module folder into out/VmCheckpoint-<version>.zip, and makes out/VmCheckpoint.<version>.nupkg
                  (what a PowerShell repository serves: Publish-PSResource, Install-PSResource).
       Demo       checkpoints, changes, checkpoints again, verifies and restores a real qcow2 image into a folder repository.
@@ -212,6 +213,9 @@ function Invoke-Bench {
     Invoke-Bootstrap
     Invoke-Build
     Invoke-Native dotnet @('pwsh', '-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'bench/Invoke-Benchmark.ps1'),
+        '-ModulePath', $ModuleOut, '-VirtualGiB', $BenchVirtualGiB, '-DataGiB', $BenchDataGiB)
+    # The same image's checkpoints into S3 (radosgw, tests/hosts/start-s3.sh) against a local folder.
+    Invoke-Native dotnet @('pwsh', '-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'bench/Invoke-S3Benchmark.ps1'),
         '-ModulePath', $ModuleOut, '-VirtualGiB', $BenchVirtualGiB, '-DataGiB', $BenchDataGiB)
 }
 
