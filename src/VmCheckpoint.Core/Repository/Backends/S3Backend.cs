@@ -123,7 +123,27 @@ namespace VmCheckpoint.Core.Repository.Backends
                 IfNoneMatch = "*",
                 UseChunkEncoding = false, // one signature over the whole body: the plainest form every gateway takes
             };
-            Call("write", Locate(name), () => _client.PutObjectAsync(request));
+            try
+            {
+                Call("write", Locate(name), () => _client.PutObjectAsync(request));
+            }
+            catch (ObjectExistsException) when (HoldsExactly(name, content, length))
+            {
+                // The SDK retried a PUT whose first attempt did land (its answer was lost): the object is ours.
+            }
+        }
+
+        private bool HoldsExactly(string name, byte[] content, int length)
+        {
+            try
+            {
+                var stored = this.ReadAll(name);
+                return stored.Length == length && stored.AsSpan().SequenceEqual(content.AsSpan(0, length));
+            }
+            catch (IOException)
+            {
+                return false;
+            }
         }
 
         public IObjectWriter OpenWrite(string name) => new Writer(this, name, KeyOf(name));
