@@ -11,7 +11,8 @@
                  "Tests: N passed, N failed, N skipped" and fails on any failure.
       Test       Bootstrap, Build, then the xunit tests and the Pester tests; prints
                  "Tests: N passed, N failed, N skipped" and fails on any failure.
-      Bench      runs bench/Invoke-Benchmark.ps1: VmCheckpoint against borg, restic and rdiff-backup on one image.
+      Bench      runs bench/Invoke-Benchmark.ps1: VmCheckpoint against borg, restic and rdiff-backup on one image;
+                 then bench/Invoke-S3Benchmark.ps1: the same checkpoints into S3 (radosgw) and into a folder.
       Package    zips the module folder into out/VmCheckpoint-<version>.zip, and makes out/VmCheckpoint.<version>.nupkg
                  (what a PowerShell repository serves: Publish-PSResource, Install-PSResource).
       Demo       checkpoints, changes, checkpoints again, verifies and restores a real qcow2 image into a folder repository;
@@ -85,6 +86,9 @@ function Invoke-Bootstrap {
     # tests' notices (tests/hosts/start-smtp.sh, start-syslog.sh).
     if (-not (Test-Path /usr/lib/python3/dist-packages/aiosmtpd)) { Install-DebianPackage -Package @('python3-aiosmtpd') -Command @('__none__') }
     Install-DebianPackage -Package @('rsyslog') -Command @('rsyslogd')
+    # A one-node Ceph and its S3 gateway (radosgw) give the S3 tests a real S3 endpoint on 127.0.0.1, and s3cmd is the
+    # independent client that checks what landed (tests/hosts/start-s3.sh, which also installs them when missing).
+    Install-DebianPackage -Package @('ceph-mon', 'ceph-mgr', 'ceph-osd', 'radosgw', 'ceph-common', 's3cmd', 'uuid-runtime') -Command @('ceph-mon', 'ceph-mgr', 'ceph-osd', 'radosgw', 'ceph', 's3cmd', 'uuidgen')
     if (-not (Test-Path (Get-PesterModulePath))) {
         Write-Host "Restoring Pester $PesterVersion from NuGet"
         Invoke-Native dotnet @('restore', (Join-Path $Root 'tests/Pester/Pester.deps.csproj'), '--verbosity', 'quiet')
@@ -222,6 +226,9 @@ function Invoke-Bench {
     Invoke-Bootstrap
     Invoke-Build
     Invoke-Native dotnet @('pwsh', '-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'bench/Invoke-Benchmark.ps1'),
+        '-ModulePath', $ModuleOut, '-VirtualGiB', $BenchVirtualGiB, '-DataGiB', $BenchDataGiB)
+    # The same image's checkpoints into S3 (radosgw, tests/hosts/start-s3.sh) against a local folder.
+    Invoke-Native dotnet @('pwsh', '-NoProfile', '-NonInteractive', '-File', (Join-Path $Root 'bench/Invoke-S3Benchmark.ps1'),
         '-ModulePath', $ModuleOut, '-VirtualGiB', $BenchVirtualGiB, '-DataGiB', $BenchDataGiB)
 }
 

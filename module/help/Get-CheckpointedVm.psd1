@@ -3,7 +3,7 @@
     Description = 'One object per VM: name, hypervisor, host, number of checkpoints, time of the latest and bytes its checkpoints added to the repository. Read from the local catalog, which is brought up to date with the repository first (a new host sees every checkpoint of a shared repository).'
     Parameters  = @{
         Name        = 'VM names to list; wildcards allowed. All by default.'
-        Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        Repository  = 'The repository: a local folder, a mounted share, a UNC path, or s3://bucket/prefix (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or a shared credentials profile). Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file, kept on local disk. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder. Rebuilt from the repository whenever it is missing.'
     }
     Examples    = @(

@@ -5,7 +5,7 @@
         Name        = 'VM names; wildcards allowed.'
         Kind        = 'Only events of this kind: Detected, Action, Waiting or GaveUp.'
         Last        = 'At most this many events.'
-        Repository  = 'The repository holding the VMs'' checkpoints. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        Repository  = 'The repository holding the VMs'' checkpoints: a folder, a share, or s3://bucket/prefix. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file (its health log records every detection and action). Defaults to $env:VMCHECKPOINT_CATALOG, else under the local application data folder.'
     }
     Examples    = @(

@@ -21,7 +21,7 @@
         Action              = 'For -Watch: Restart, RestoreLatest or RestoreElsewhere.'
         TargetConnectionUri = 'For -Watch: the host to restore on when the VM''s own host cannot help.'
         Scheduler           = 'Systemd, Cron or TaskScheduler; by default what this machine runs.'
-        Repository          = 'The repository. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        Repository          = 'The repository: a folder, a share, or s3://bucket/prefix. Defaults to $env:VMCHECKPOINT_REPOSITORY. For S3, the scheduled runs find their keys and endpoint as the AWS tools do: in ~/.aws/credentials and ~/.aws/config (endpoint_url) of the account that runs them, since a timer does not inherit this session''s environment.'
         CatalogPath         = 'The catalog the scheduled runs use. Defaults to $env:VMCHECKPOINT_CATALOG of this shell, else the machine-wide catalog (/var/lib/vmcheckpoint/catalog.db for root, %ProgramData%\VmCheckpoint for administrators), which is what an admin''s shell reads.'
         WhatIf              = 'Shows which files (or which scheduled task) would be written.'
         Confirm             = 'Asks for confirmation first.'

@@ -12,7 +12,7 @@ Blocks are then reclaimed under the repository''s exclusive lock: if another pro
         KeepMonthly = 'Keep the newest checkpoint of each of the last N months that have one.'
         NoReclaim   = 'Only remove the checkpoints; reclaim space in a later run.'
         LockTimeout = 'Seconds to wait for checkpoints running in other processes before leaving the reclaim for later (default 60).'
-        Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        Repository  = 'The repository: a local folder, a mounted share, a UNC path, or s3://bucket/prefix (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or a shared credentials profile). Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file, kept on local disk. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder. Rebuilt from the repository whenever it is missing.'
         WhatIf      = 'Shows which checkpoints would be removed.'
         Confirm     = 'Asks before each removal (the default for this cmdlet; use -Confirm:$false in scripts).'

@@ -7,7 +7,7 @@ A pack whose header or trailer is damaged is reported, never deleted: its blocks
 The repair runs under the repository''s exclusive lock (it waits up to -LockTimeout seconds for running checkpoints) and is logged in the catalog''s job log. One result object: IndexFilesRead, DamagedIndexFiles, MismatchedIndexFiles, PacksRead, PacksIndexed, PacksGone, DamagedPacks, IndexesRebuilt, IndexFilesRemoved, BlobsIndexed, MissingBlocks, DamagedCheckpoints and Actions (what was done, in sentences); nothing when -WhatIf or a declined -Confirm stops it.'
     Parameters  = @{
         LockTimeout = 'Seconds to wait for checkpoints running in other processes before giving up (default 60).'
-        Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        Repository  = 'The repository: a local folder, a mounted share, a UNC path, or s3://bucket/prefix (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or a shared credentials profile). Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file, kept on local disk, where the run is logged. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder.'
         WhatIf      = 'Shows what the repair would do (the index files it would replace, the packs it would index); writes nothing.'
         Confirm     = 'Asks before the index is rewritten.'

@@ -17,7 +17,7 @@
         Hypervisor = 'The hypervisor to register the VM on (with -Register, -Start, -ResumeMemory or -NewName): by default the one the checkpoint was taken on. A Hyper-V checkpoint is imported on Hyper-V from its stored .vmcx with its drives pointed at the restored VHDX files (Compare-VM, Import-VM); a libvirt one is defined from its domain XML.'
         ComputerName = 'With -Hypervisor HyperV: the Hyper-V host to import the VM on (this computer by default).'
         Credential   = 'With -Hypervisor HyperV and -ComputerName: the account for the remote Hyper-V host (Get-Credential). Its Hyper-V commands get -Credential and its CIM calls (Resilient Change Tracking) one CIM session opened with it.'
-        Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        Repository  = 'The repository: a local folder, a mounted share, a UNC path, or s3://bucket/prefix (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or a shared credentials profile). Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file, kept on local disk. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder. Rebuilt from the repository whenever it is missing.'
         WhatIf      = 'Shows what would be restored without writing anything.'
         Confirm     = 'Asks for confirmation first.'

@@ -7,7 +7,7 @@ Damage outside the checkpoints is a non-terminating error per object, whether or
         Name        = 'VM names; wildcards allowed. All by default.'
         Id          = 'Checkpoint ids or prefixes.'
         ReadData    = 'Read the packs: re-hash every block, and check every byte of every pack when every checkpoint is checked.'
-        Repository  = 'The repository: a local folder, a mounted share or a UNC path. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        Repository  = 'The repository: a local folder, a mounted share, a UNC path, or s3://bucket/prefix (endpoint and keys from AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION or a shared credentials profile). Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file, kept on local disk. Defaults to $env:VMCHECKPOINT_CATALOG, else catalog.db under the local application data folder. Rebuilt from the repository whenever it is missing.'
     }
     Examples    = @(

@@ -18,7 +18,7 @@ Writes one event object per detection and per action to the pipeline and to the 
         Hypervisor = 'The hypervisor of the watched VMs: Libvirt (the default) or HyperV. On Hyper-V a VM in a *Critical state is crashed (PausedCritical: paused on a storage error), a running VM whose heartbeat is LostCommunication has a guest that stopped answering, and Off is an administrators doing, left alone; Hyper-V is polled every -Interval.'
         ComputerName = 'With -Hypervisor HyperV: the Hyper-V host to watch (this computer by default).'
         Credential   = 'With -Hypervisor HyperV and -ComputerName: the account for the remote Hyper-V host (Get-Credential). Its Hyper-V commands get -Credential and its CIM calls (Resilient Change Tracking) one CIM session opened with it.'
-        Repository  = 'The repository holding the VMs'' checkpoints. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
+        Repository  = 'The repository holding the VMs'' checkpoints: a folder, a share, or s3://bucket/prefix. Defaults to $env:VMCHECKPOINT_REPOSITORY.'
         CatalogPath = 'The LiteDB catalog file (its health log records every detection and action). Defaults to $env:VMCHECKPOINT_CATALOG, else under the local application data folder.'
         WhatIf              = 'Shows what would be watched without acting.'
         Confirm             = 'Asks for confirmation first.'

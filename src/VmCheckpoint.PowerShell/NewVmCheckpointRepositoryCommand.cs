@@ -3,7 +3,7 @@ using VmCheckpoint.Core.Repository;
 
 namespace VmCheckpoint.PowerShell
 {
-    /// <summary>Creates an empty repository in a folder or on a share.</summary>
+    /// <summary>Creates an empty repository in a folder, on a share, or in S3 (s3://bucket/prefix).</summary>
     [Cmdlet(VerbsCommon.New, "VmCheckpointRepository", SupportsShouldProcess = true)]
     [OutputType(typeof(RepositoryConfig))]
     public sealed class NewVmCheckpointRepositoryCommand : PSCmdlet
@@ -19,7 +19,7 @@ namespace VmCheckpoint.PowerShell
 
         protected override void ProcessRecord()
         {
-            var path = SessionState.Path.GetUnresolvedProviderPathFromPSPath(Path);
+            var path = VmCheckpointCmdlet.ResolveRepository(SessionState, Path);
             if (!ShouldProcess(path, "Create VmCheckpoint repository")) return;
             try
             {
@@ -32,6 +32,8 @@ namespace VmCheckpoint.PowerShell
             {
                 var category = e is System.ArgumentException ? ErrorCategory.InvalidArgument
                     : e is System.UnauthorizedAccessException ? ErrorCategory.PermissionDenied
+                    : e is Core.Repository.Backends.LocationNotEmptyException ? ErrorCategory.ResourceExists
+                    : e is System.IO.IOException ? ErrorCategory.ResourceUnavailable
                     : ErrorCategory.ResourceExists;
                 ThrowTerminatingError(new ErrorRecord(e, "NewRepository." + e.GetType().Name.Replace("Exception", ""), category, path));
             }

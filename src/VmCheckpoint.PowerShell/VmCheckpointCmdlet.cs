@@ -26,7 +26,7 @@ namespace VmCheckpoint.PowerShell
         private BlockingCollection<Action>? _pump;
         private int _pipelineThread = -1;
 
-        /// <summary>The repository folder or share; defaults to $env:VMCHECKPOINT_REPOSITORY.</summary>
+        /// <summary>The repository: a folder, a share, or s3://bucket/prefix; defaults to $env:VMCHECKPOINT_REPOSITORY.</summary>
         [Parameter(ValueFromPipelineByPropertyName = true)]
         [ValidateNotNullOrEmpty]
         public string? Repository { get; set; }
@@ -56,7 +56,7 @@ namespace VmCheckpoint.PowerShell
             if (string.IsNullOrEmpty(given))
                 ThrowTerminatingError(new ErrorRecord(new ArgumentException("No repository given: pass -Repository or set $env:VMCHECKPOINT_REPOSITORY."),
                     "RepositoryNotGiven", ErrorCategory.InvalidArgument, null));
-            var path = ResolvePath(given!);
+            var path = ResolveRepository(given!);
             if (_repositories.TryGetValue(path, out var open)) return open;
             try
             {
@@ -124,6 +124,12 @@ namespace VmCheckpoint.PowerShell
         }
 
         protected string ResolvePath(string path) => SessionState.Path.GetUnresolvedProviderPathFromPSPath(path);
+
+        /// <summary>A repository's location: an address (s3://bucket/prefix) as given, a path resolved as PowerShell paths are.</summary>
+        internal static string ResolveRepository(SessionState session, string location) =>
+            Core.Repository.Backends.RepositoryBackends.IsAddress(location) ? location : session.Path.GetUnresolvedProviderPathFromPSPath(location);
+
+        protected string ResolveRepository(string location) => ResolveRepository(SessionState, location);
 
         /// <summary>
         /// Runs Core work on a worker thread while this (the pipeline) thread shows its progress, verbose and

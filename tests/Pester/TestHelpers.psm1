@@ -200,6 +200,48 @@ function Stop-TestSmbd {
 }
 
 
+# ---- S3: Ceph's S3 gateway (radosgw) on 127.0.0.1 with a one-node Ceph, started by tests/hosts/start-s3.sh.
+# Start-TestS3Gateway sets AWS_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and AWS_REGION in this process
+# (child processes inherit them) and returns the endpoint and an s3cmd configuration: s3cmd is the independent client.
+function Get-TestS3Root { if ($env:VMCHECKPOINT_TEST_S3_ROOT) { $env:VMCHECKPOINT_TEST_S3_ROOT } else { '/var/tmp/vmckpt-s3' } }
+
+function Start-TestS3Gateway {
+    param([string] $Root = (Get-TestS3Root))
+    $output = & bash (Join-Path $PSScriptRoot '../hosts/start-s3.sh') start $Root 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "The S3 gateway could not be started: $($output -join ' ')" }
+    foreach ($line in @($output)) {
+        if ("$line" -match '^export (AWS_[A-Z_]+)=(.*)$') { Set-Item "env:$($Matches[1])" $Matches[2] }
+    }
+    [pscustomobject]@{ Endpoint = $env:AWS_ENDPOINT_URL; S3cfg = Join-Path $Root 's3cfg'; Root = $Root }
+}
+
+# Stops only radosgw: the cluster stays, and the endpoint refuses connections (an unreachable gateway).
+function Stop-TestS3Gateway {
+    param([string] $Root = (Get-TestS3Root))
+    $output = & bash (Join-Path $PSScriptRoot '../hosts/start-s3.sh') stop-rgw $Root 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "radosgw could not be stopped: $($output -join ' ')" }
+}
+
+# s3cmd with the test gateway's configuration; throws when it fails.
+function Invoke-S3cmd {
+    param([Parameter(ValueFromRemainingArguments)] [string[]] $Arguments)
+    $output = & s3cmd -c (Join-Path (Get-TestS3Root) 's3cfg') @Arguments 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "s3cmd $($Arguments -join ' ') failed ($LASTEXITCODE): $output" }
+    $output
+}
+
+# Every object under an s3:// address as s3cmd lists it: "<key under the address>:<bytes>", sorted; locks left out.
+function Get-S3Objects {
+    param([Parameter(Mandatory)] [string] $Address)
+    $base = $Address.TrimEnd('/') + '/'
+    @(Invoke-S3cmd ls -r $base) | ForEach-Object {
+        if ("$_" -match '^\S+\s+\S+\s+(\d+)\s+(s3://\S+)$' -and $Matches[2].StartsWith($base)) {
+            [pscustomobject]@{ Key = $Matches[2].Substring($base.Length); Length = [long]$Matches[1] }
+        }
+    } | Sort-Object Key
+}
+
+
 # The domain XML of the tiny self-checking guest (tests/hosts/guest): direct kernel boot, one qcow2 disk, its serial
 # console appended to a file (append='on': libvirt would otherwise empty it at every start and restore), and the
 # guest agent's channel. -BallastMiB fills that much of its memory with random data (gseq_ballast).

@@ -139,9 +139,14 @@ namespace VmCheckpoint.Core.Repository
         }
 
         /// <summary>Appends an already compressed blob; returns the bytes it took in the pack.</summary>
+        /// <remarks>
+        /// A full pack is sealed by the worker that filled it, outside the lock: sealing waits for the backend to make it
+        /// durable (an fsync, the last parts of an S3 upload), and the other workers go on filling the next pack meanwhile.
+        /// </remarks>
         public long Add(BlockHash hash, byte[] stored, int storedLength, int rawLength, BlobCompression compression)
         {
             var digest = PackFormat.StoredDigest(stored, storedLength); // outside the lock: every worker hashes its own
+            PackWriter? full = null;
             lock (_gate)
             {
                 _writer ??= new PackWriter(_layout);
@@ -157,18 +162,59 @@ namespace VmCheckpoint.Core.Repository
                 }
                 _blobs[hash] = location;
                 _pending.Remove(hash);
-                if (_writer.Length >= TargetPackSize) SealPackLocked();
-                return storedLength;
+                if (_writer.Length >= TargetPackSize)
+                {
+                    full = _writer;
+                    _writer = null;
+                    _sealing++;
+                }
             }
+            if (full != null) SealOutside(full);
+            return storedLength;
         }
 
-        /// <summary>Seals the open pack and indexes every sealed pack not yet in an index file.</summary>
+        /// <summary>Seals the open pack, waits for packs other workers are sealing, and indexes every sealed pack not yet in an index file.</summary>
         public void Flush()
         {
             lock (_gate)
             {
                 SealPackLocked();
+                while (_sealing > 0) Monitor.Wait(_gate);
                 WriteIndexLocked();
+            }
+        }
+
+        /// <summary>Packs being sealed outside the lock (<see cref="Add"/>); <see cref="Flush"/> waits for them.</summary>
+        private int _sealing;
+
+        private void SealOutside(PackWriter writer)
+        {
+            IReadOnlyList<PackEntry>? entries = null;
+            try
+            {
+                entries = writer.Finish();
+            }
+            finally
+            {
+                writer.Dispose();
+                lock (_gate)
+                {
+                    if (entries is null)
+                    {
+                        ForgetBlobsOf(writer.Id); // never visible: its blobs are stored again by whoever needs them
+                    }
+                    else
+                    {
+                        _unindexed[writer.Id] = entries;
+                        PackContents[writer.Id] = entries.ToList();
+                    }
+                    _sealing--;
+                    Monitor.PulseAll(_gate);
+                }
+            }
+            lock (_gate)
+            {
+                if (_unindexed.Count >= PacksPerIndexFile) WriteIndexLocked();
             }
         }
 

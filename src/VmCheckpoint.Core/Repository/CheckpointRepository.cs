@@ -42,7 +42,7 @@ namespace VmCheckpoint.Core.Repository
     }
 
     /// <summary>
-    /// A repository (a folder: local, SMB, NFS): its configuration, its checkpoints and its block store, reached
+    /// A repository (a folder: local, SMB, NFS; or an S3 bucket): its configuration, its checkpoints and its block store, reached
     /// through a backend by object name (<see cref="RepositoryLayout"/>). See docs/repository-format.md.
     /// </summary>
     public sealed class CheckpointRepository
@@ -60,8 +60,9 @@ namespace VmCheckpoint.Core.Repository
         public string Id => Config.Id;
         public int BlockSize => Config.BlockSize;
 
+        /// <summary>Creates a repository in a folder or share, or in S3 (<c>s3://bucket/prefix</c>: <see cref="RepositoryBackends"/>).</summary>
         public static CheckpointRepository Create(string path, int blockSize = RepositoryConfig.DefaultBlockSize)
-            => Create(new LocalFolderBackend(path), blockSize);
+            => Create(RepositoryBackends.For(path), blockSize);
 
         internal static CheckpointRepository Create(IRepositoryBackend backend, int blockSize = RepositoryConfig.DefaultBlockSize)
         {
@@ -69,7 +70,7 @@ namespace VmCheckpoint.Core.Repository
                 throw new ArgumentOutOfRangeException(nameof(blockSize), $"The block size must be a power of two between {RepositoryConfig.MinBlockSize} and {RepositoryConfig.MaxBlockSize} bytes.");
             var layout = new RepositoryLayout(backend);
             if (backend.GetInfo(RepositoryLayout.ConfigName) != null)
-                throw new IOException($"{layout.Root} already holds a VmCheckpoint repository.");
+                throw new LocationNotEmptyException($"{layout.Root} already holds a VmCheckpoint repository.");
             backend.CreateLocation(RepositoryLayout.Prefixes);
             var config = new RepositoryConfig { Id = Hex.Random(16), BlockSize = blockSize, Created = DateTime.UtcNow };
             // The configuration goes last: a location without it is not (yet) a repository.
@@ -81,14 +82,25 @@ namespace VmCheckpoint.Core.Repository
         {
             if (string.IsNullOrWhiteSpace(path))
                 throw new RepositoryNotFoundException("No repository given: pass -Repository or set VMCHECKPOINT_REPOSITORY.", unreachable: false);
-            return Open(new LocalFolderBackend(path));
+            return Open(RepositoryBackends.For(path));
         }
 
         internal static CheckpointRepository Open(IRepositoryBackend backend)
         {
             var layout = new RepositoryLayout(backend);
-            if (!backend.LocationExists())
-                throw new RepositoryNotFoundException($"The repository folder {layout.Root} does not exist or cannot be reached.", unreachable: true);
+            bool exists;
+            try
+            {
+                exists = backend.LocationExists();
+            }
+            catch (IOException e)
+            {
+                throw new RepositoryNotFoundException(e.Message, unreachable: true); // an object store's endpoint that does not answer, in its own words
+            }
+            if (!exists)
+                throw new RepositoryNotFoundException(backend is LocalFolderBackend
+                    ? $"The repository folder {layout.Root} does not exist or cannot be reached."
+                    : $"The repository {layout.Root} does not exist (no such bucket) or cannot be reached.", unreachable: true);
             byte[] content;
             try
             {

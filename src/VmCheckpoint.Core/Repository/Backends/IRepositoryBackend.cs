@@ -42,7 +42,8 @@ namespace VmCheckpoint.Core.Repository.Backends
 
         /// <summary>
         /// False when the location itself does not exist or cannot be reached (an unmounted share, a missing bucket):
-        /// opening a repository then says so, rather than "no repository here".
+        /// opening a repository then says so, rather than "no repository here". A backend that can tell why it cannot
+        /// reach the location (an endpoint that refuses connections) may throw <see cref="IOException"/> saying so instead.
         /// </summary>
         bool LocationExists();
 
@@ -146,6 +147,12 @@ namespace VmCheckpoint.Core.Repository.Backends
     internal sealed class ObjectNotFoundException : FileNotFoundException
     {
         public ObjectNotFoundException(string message, string location) : base(message, location) { }
+    }
+
+    /// <summary>A new repository's location already holds something (a repository, other files or objects).</summary>
+    internal sealed class LocationNotEmptyException : IOException
+    {
+        public LocationNotEmptyException(string message) : base(message) { }
     }
 
     /// <summary>An object of that name exists, and objects are put once.</summary>

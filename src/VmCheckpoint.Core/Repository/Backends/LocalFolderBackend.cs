@@ -51,7 +51,7 @@ namespace VmCheckpoint.Core.Repository.Backends
         public void CreateLocation(IReadOnlyCollection<string> prefixes)
         {
             if (Directory.Exists(Root) && Directory.EnumerateFileSystemEntries(Root).Any())
-                throw new IOException($"{Root} is not empty; a repository needs a folder of its own.");
+                throw new LocationNotEmptyException($"{Root} is not empty; a repository needs a folder of its own.");
             Directory.CreateDirectory(Root);
             foreach (var prefix in prefixes)
             {

@@ -172,7 +172,7 @@ public sealed class LocalFolderBackendTests : IDisposable
     {
         Assert.True(Directory.Exists(Path.Combine(_backend.Root, "packs")));
         Assert.True(Directory.Exists(Path.Combine(_backend.Root, "locks")));
-        Assert.Throws<IOException>(() => _backend.CreateLocation(new[] { "index/" })); // holds packs/ and locks/
+        Assert.Throws<LocationNotEmptyException>(() => _backend.CreateLocation(new[] { "index/" })); // holds packs/ and locks/
         var other = new LocalFolderBackend(_temp.File("other") + Path.DirectorySeparatorChar);
         other.CreateLocation(Array.Empty<string>());
         Assert.True(other.LocationExists());
