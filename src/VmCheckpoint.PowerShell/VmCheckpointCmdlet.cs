@@ -206,6 +206,8 @@ namespace VmCheckpoint.PowerShell
             ImageFormatException _ => (ErrorCategory.InvalidData, "UnsupportedImageFormat"),
             CorruptImageException _ => (ErrorCategory.InvalidData, "CorruptImage"),
             BlockDamagedException _ => (ErrorCategory.InvalidData, "BlockDamaged"),
+            Core.Exports.ExportServerException _ => (ErrorCategory.ResourceUnavailable, "ExportServer"),
+            Core.Exports.HostCommandException _ => (ErrorCategory.InvalidOperation, "HostCommand"),
             InvalidDataException _ => (ErrorCategory.InvalidData, "InvalidData"),
             TargetExistsException _ => (ErrorCategory.ResourceExists, "TargetExists"),
             RepositoryLockedException _ => (ErrorCategory.ResourceBusy, "RepositoryLocked"),

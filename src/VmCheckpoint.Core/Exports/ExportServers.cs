@@ -69,27 +69,15 @@ namespace VmCheckpoint.Core.Exports
             Chmod(folder, request.OpenToOtherUsers ? 0x1C9 : 0x1C0); // 0711 or 0700
             var arguments = new List<string>
             {
-                "-f", DotnetHost(), ServerPath(),
+                ServerPath(),
                 "--folder", folder, "--repository", request.Repository.Path, "--checkpoint", manifest.Id,
                 "--vm", manifest.VmName, "--purpose", request.Purpose,
             };
             foreach (var d in request.DiskNames ?? Array.Empty<string>()) { arguments.Add("--disk"); arguments.Add(d); }
             if (request.IdleExit is { } idle) { arguments.Add("--idle-exit"); arguments.Add(idle.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
             if (request.OpenToOtherUsers) arguments.Add("--open");
-            // setsid -f: a session of its own, so the server outlives this process and its terminal.
-            var start = new ProcessStartInfo("setsid")
-            {
-                UseShellExecute = false,
-                RedirectStandardInput = true,
-                RedirectStandardOutput = true,
-                RedirectStandardError = true,
-            };
-            foreach (var a in arguments) start.ArgumentList().Add(a);
-            using (var launcher = Process.Start(start) ?? throw new InvalidOperationException("setsid did not start."))
-            {
-                launcher.StandardInput.Close();
-                launcher.WaitForExit();
-            }
+            // A session of its own: the server outlives this process and its terminal.
+            HostCommand.Detach(DotnetHost(), arguments, Path.Combine(folder, "stdout.log"));
             var state = Path.Combine(folder, ExportServerInfo.StateFileName);
             var log = Path.Combine(folder, ExportServerInfo.LogFileName);
             var watch = Stopwatch.StartNew();
@@ -201,29 +189,6 @@ namespace VmCheckpoint.Core.Exports
         {
             if (chmod(path, mode) != 0) throw new Win32Exception(Marshal.GetLastWin32Error(), $"chmod {path}");
         }
-
-        private static IList<string> ArgumentList(this ProcessStartInfo info)
-        {
-#if NET
-            return info.ArgumentList;
-#else
-            return new QuotingList(info);
-#endif
-        }
-
-#if !NET
-        /// <summary>netstandard2.0 has no ArgumentList: arguments are quoted into Arguments as they are added.</summary>
-        private sealed class QuotingList : System.Collections.ObjectModel.Collection<string>
-        {
-            private readonly ProcessStartInfo _info;
-            public QuotingList(ProcessStartInfo info) { _info = info; }
-            protected override void InsertItem(int index, string item)
-            {
-                base.InsertItem(index, item);
-                _info.Arguments = string.Join(" ", this.Select(a => "\"" + a.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\""));
-            }
-        }
-#endif
 
         [DllImport("libc", SetLastError = true)] private static extern int chmod(string path, int mode);
         [DllImport("libc")] private static extern uint geteuid();
