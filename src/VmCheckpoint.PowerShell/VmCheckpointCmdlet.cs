@@ -239,6 +239,16 @@ namespace VmCheckpoint.PowerShell
             return code == 0x70 || code == 0x27 || code == 28 /* ENOSPC */ || e.Message.IndexOf("No space left", StringComparison.OrdinalIgnoreCase) >= 0;
         }
 
+        /// <summary>Warnings and verbose messages written at once, for short Core calls made on the pipeline thread.</summary>
+        protected sealed class WarningReporter : IJobReporter
+        {
+            private readonly Cmdlet _cmdlet;
+            public WarningReporter(Cmdlet cmdlet) { _cmdlet = cmdlet; }
+            public void Progress(string activity, string status, int percent) { }
+            public void Verbose(string message) => _cmdlet.WriteVerbose(message);
+            public void Warning(string message) => _cmdlet.WriteWarning(message);
+        }
+
         private sealed class PipelineReporter : IJobReporter
         {
             private readonly BlockingCollection<Action> _messages;

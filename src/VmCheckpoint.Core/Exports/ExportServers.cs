@@ -29,6 +29,11 @@ namespace VmCheckpoint.Core.Exports
         /// <summary>Let other local users (qemu's) connect: the socket is 0666 in a folder whose name is not listed.</summary>
         public bool OpenToOtherUsers { get; set; }
         public TimeSpan StartTimeout { get; set; } = TimeSpan.FromSeconds(30);
+        /// <summary>
+        /// The server's folder name under exports/ (a random one when null). Instant restore names its own: the overlays
+        /// record the socket's path, so a server started again after a host restart must listen at the same place.
+        /// </summary>
+        public string? FolderName { get; set; }
     }
 
     /// <summary>
@@ -64,7 +69,9 @@ namespace VmCheckpoint.Core.Exports
             // Traversable, not listable: qemu (another user) reaches a socket whose folder name it is given.
             Chmod(RuntimeRoot, 0x1C9); // 0711
             Chmod(ExportsFolder, 0x1C9);
-            var folder = Path.Combine(ExportsFolder, Hex.Random(8));
+            var folder = Path.Combine(ExportsFolder, request.FolderName ?? Hex.Random(8));
+            if (List().Any(s => s.Folder == folder)) throw new ExportServerException($"An export server already serves from {folder}.");
+            TryDeleteFolder(folder);
             Directory.CreateDirectory(folder);
             Chmod(folder, request.OpenToOtherUsers ? 0x1C9 : 0x1C0); // 0711 or 0700
             var arguments = new List<string>
