@@ -204,6 +204,15 @@ namespace VmCheckpoint.Core.Jobs
         private static bool FinishOne(InstantRestoreState state, CheckpointCatalog catalog, Func<string, string?, IHypervisor> connect, IJobReporter reporter, bool wait, CancellationToken cancellationToken)
         {
             var job = catalog.FindJob(state.JobId);
+            if (state.Disks.FirstOrDefault(d => !d.Home && !File.Exists(d.Path)) is { } gone)
+            {
+                // Its overlays were deleted (the VM removed with its files): there is nothing left to copy into.
+                StopServer(state);
+                if (job != null && job.Result == JobResult.Running)
+                    catalog.FinishJob(job, JobResult.Failed, $"{gone.Path} is gone: the copy of '{state.VmName}' was abandoned.");
+                TryDelete(StatePath(state.VmName));
+                return false;
+            }
             using var hypervisor = connect(state.Hypervisor, state.HostLocation);
             var copier = (IBackgroundCopyHost)hypervisor;
             while (true)
