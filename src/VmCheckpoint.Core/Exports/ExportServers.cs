@@ -62,7 +62,14 @@ namespace VmCheckpoint.Core.Exports
         public static string ExportsFolder => Path.Combine(RuntimeRoot, "exports");
 
         /// <summary>Starts a server and returns once its socket listens; a server that cannot start is an error quoting its log.</summary>
-        public static ExportServerInfo Start(ExportServerRequest request)
+        public static ExportServerInfo Start(ExportServerRequest request) => Start(request, null);
+
+        /// <summary>
+        /// As <see cref="Start(ExportServerRequest)"/>, running <paramref name="whileStarting"/> while the server process
+        /// starts (a second of a dotnet process and the repository's index): work that does not need the export. If it
+        /// fails, the server is stopped.
+        /// </summary>
+        public static ExportServerInfo Start(ExportServerRequest request, Action? whileStarting)
         {
             var manifest = request.Checkpoint;
             Directory.CreateDirectory(ExportsFolder);
@@ -87,6 +94,15 @@ namespace VmCheckpoint.Core.Exports
             HostCommand.Detach(DotnetHost(), arguments, Path.Combine(folder, "stdout.log"));
             var state = Path.Combine(folder, ExportServerInfo.StateFileName);
             var log = Path.Combine(folder, ExportServerInfo.LogFileName);
+            if (whileStarting != null)
+            {
+                try { whileStarting(); }
+                catch
+                {
+                    StopStarting(folder, state, request.StartTimeout);
+                    throw;
+                }
+            }
             var watch = Stopwatch.StartNew();
             while (!File.Exists(state))
             {
@@ -99,6 +115,16 @@ namespace VmCheckpoint.Core.Exports
                 Thread.Sleep(20);
             }
             return ExportServerInfo.Parse(File.ReadAllBytes(state), state);
+        }
+
+        /// <summary>Stops a server that is still starting: once it has said who it is, or when it never does.</summary>
+        private static void StopStarting(string folder, string state, TimeSpan timeout)
+        {
+            var watch = Stopwatch.StartNew();
+            while (!File.Exists(state) && watch.Elapsed < timeout && !LogSaysFailed(Path.Combine(folder, ExportServerInfo.LogFileName))) Thread.Sleep(20);
+            try { if (File.Exists(state)) { Stop(ExportServerInfo.Parse(File.ReadAllBytes(state), state)); return; } }
+            catch (InvalidDataException) { }
+            TryDeleteFolder(folder);
         }
 
         /// <summary>Every running server of this host (folders without a live server are removed on the way).</summary>

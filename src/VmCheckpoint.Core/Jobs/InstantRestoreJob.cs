@@ -106,32 +106,31 @@ namespace VmCheckpoint.Core.Jobs
             try
             {
                 _reporter.Progress("Instant restore", $"{name}: serving checkpoint {manifest.Id}", 5);
+                string? memoryFile = null;
+                // The memory state is written while the export server starts: neither needs the other.
                 server = ExportServers.Start(new ExportServerRequest(_repository, manifest, "InstantRestore")
                 {
                     DiskNames = disks.Select(d => d.Name).ToList(),
                     OpenToOtherUsers = true,
                     FolderName = state.ServerFolderName,
-                });
-                state.ServerProcessId = server.ProcessId;
-                foreach (var (disk, target) in disks.Zip(targets, (d, t) => (d, t)))
+                }, resumeMemory ? () =>
                 {
-                    var uri = server.Disks.Single(d => d.Name == disk.Name).Uri;
-                    if (File.Exists(target)) File.Delete(target);
-                    HostCommand.Run("qemu-img", "create", "-q", "-f", "qcow2", "-b", uri, "-F", "raw", target)
-                        .EnsureSucceeded($"The overlay of disk {disk.Name} of '{name}'");
-                    state.Disks.Add(new InstantDisk { Name = disk.Name, Path = target, VirtualSize = disk.VirtualSize });
-                }
-                Save(state);
-                string? memoryFile = null;
-                if (resumeMemory)
-                {
-                    _reporter.Progress("Instant restore", $"{name}: memory state", 20);
                     var memory = new RestoreJob(_repository, null, _reporter).Run(new RestoreRequest(request.Checkpoint, destination)
                     {
                         DiskNames = Array.Empty<string>(), IncludeMemory = true, Force = true,
                     }, cancellationToken);
                     memoryFile = memory.Single().Path;
+                } : (Action?)null);
+                state.ServerProcessId = server.ProcessId;
+                foreach (var (disk, target) in disks.Zip(targets, (d, t) => (d, t)))
+                {
+                    var uri = server.Disks.Single(d => d.Name == disk.Name).Uri;
+                    if (File.Exists(target)) File.Delete(target);
+                    HostCommand.Run("qemu-img", "create", "-q", "-u", "-f", "qcow2", "-b", uri, "-F", "raw", target, disk.VirtualSize.ToString(System.Globalization.CultureInfo.InvariantCulture))
+                        .EnsureSucceeded($"The overlay of disk {disk.Name} of '{name}'");
+                    state.Disks.Add(new InstantDisk { Name = disk.Name, Path = target, VirtualSize = disk.VirtualSize });
                 }
+                Save(state);
                 _reporter.Progress("Instant restore", $"{name}: starting it on {_hypervisor.Host}", 60);
                 _hypervisor.Register(new RegistrationRequest(manifest.VmName, manifest.Configuration!,
                     state.Disks.Select(d => new RegisteredDisk(d.Name, d.Path, DiskFormat.Qcow2)).ToList())
