@@ -81,7 +81,7 @@ function Invoke-Bootstrap {
     # busybox-static is the whole userland of the tiny test guest (tests/hosts/guest/build-guest.sh).
     Install-DebianPackage -Package @('busybox-static') -Command @('busybox')
     # Mount-VmCheckpoint: nbdfuse shows an export as a file; loop devices, sfdisk, and mkfs.xfs for the tests' images.
-    Install-DebianPackage -Package @('nbdfuse', 'fdisk', 'xfsprogs') -Command @('nbdfuse', 'sfdisk', 'mkfs.xfs')
+    Install-DebianPackage -Package @('nbdfuse', 'libnbd-bin', 'fdisk', 'xfsprogs') -Command @('nbdfuse', 'nbdinfo', 'sfdisk', 'mkfs.xfs')
     # A real SMTP server (aiosmtpd, for Debian's /usr/bin/python3) and a real syslog daemon receive the notification
     # tests' notices (tests/hosts/start-smtp.sh, start-syslog.sh).
     if (-not (Test-Path /usr/lib/python3/dist-packages/aiosmtpd)) { Install-DebianPackage -Package @('python3-aiosmtpd') -Command @('__none__') }

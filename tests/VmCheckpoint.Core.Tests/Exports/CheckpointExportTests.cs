@@ -143,6 +143,24 @@ public sealed class CheckpointExportTests : IDisposable
     }
 
     [Fact]
+    public void AnExportNotServedIsRefusedAtConnect()
+    {
+        Assert.ThrowsAny<Exception>(() => NbdDiskImage.Connect(_socket, "nosuchdisk"));
+        // The server goes on serving the others.
+        using var nbd = NbdDiskImage.Connect(_socket, "disk");
+        Assert.Equal(_guest.Length, nbd.VirtualSize);
+    }
+
+    [Fact]
+    public void TheListOfExportsNamesTheDisk()
+    {
+        var info = Qemu.Run("nbdinfo", "--list", $"nbd+unix://?socket={_socket}");
+        Assert.True(info.ExitCode == 0, info.Stderr);
+        Assert.Contains("disk", info.Stdout);
+        Assert.Contains("base:allocation", info.Stdout);
+    }
+
+    [Fact]
     public void WritesAreRefused()
     {
         var io = Qemu.Run("qemu-io", "-f", "raw", "-c", "write 0 4096", Uri);
