@@ -23,6 +23,8 @@
         Confirm     = 'Asks for confirmation first.'
     }
     Examples    = @(
+        @{ Title = 'Run a VM again at once, its data copied home in the background'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/web01 -Instant -ResumeMemory -Force
+Get-VmCheckpointJob -Name web01 -Last 1'; Remarks = 'web01 resumes within seconds from the repository; the InstantRestore job shows the bytes copied home, and ends Succeeded once the VM runs from its local files only.' }
         @{ Title = 'Bring a Hyper-V VM back on another host, resumed'; Code = 'Restore-VmCheckpoint -Name sql01 -Destination D:\\Restored\\sql01 -ComputerName hv03 -ResumeMemory'; Remarks = 'Writes VHDX disks, imports the VM from its checkpoint''s .vmcx with its saved memory state, and starts it: it resumes where the checkpoint was taken.' }
         @{ Title = 'Bring a VM back on another host, running where it was'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/web01 -ConnectionUri qemu+ssh://kvm02/system -ResumeMemory'; Remarks = 'The disks are restored as qcow2, the domain is defined on kvm02 and resumed from its memory state.' }
         @{ Title = 'A copy of a VM under a new name'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /srv/vm/web01-test -NewName web01-test -Start'; Remarks = 'New name, UUID and MAC addresses; the original is untouched.' }
