@@ -15,6 +15,8 @@
         'Get-CheckpointedVm'
         'Get-VmCheckpoint'
         'Restore-VmCheckpoint'
+        'Mount-VmCheckpoint'
+        'Dismount-VmCheckpoint'
         'Test-VmCheckpoint'
         'Repair-VmCheckpointRepository'
         'Remove-VmCheckpoint'

@@ -82,6 +82,8 @@ function Invoke-Bootstrap {
     if (-not (Test-Path /usr/lib/x86_64-linux-gnu/libnbd.so.0)) { Install-DebianPackage -Package @('libnbd0') -Command @('__none__') }
     # busybox-static is the whole userland of the tiny test guest (tests/hosts/guest/build-guest.sh).
     Install-DebianPackage -Package @('busybox-static') -Command @('busybox')
+    # Mount-VmCheckpoint: nbdfuse shows an export as a file; loop devices, sfdisk, and mkfs.xfs for the tests' images.
+    Install-DebianPackage -Package @('nbdfuse', 'libnbd-bin', 'fdisk', 'xfsprogs') -Command @('nbdfuse', 'nbdinfo', 'sfdisk', 'mkfs.xfs')
     # A real SMTP server (aiosmtpd, for Debian's /usr/bin/python3) and a real syslog daemon receive the notification
     # tests' notices (tests/hosts/start-smtp.sh, start-syslog.sh).
     if (-not (Test-Path /usr/lib/python3/dist-packages/aiosmtpd)) { Install-DebianPackage -Package @('python3-aiosmtpd') -Command @('__none__') }
@@ -115,6 +117,14 @@ function Invoke-Build {
         # PowerShell loads the engine's own copy of these; shipping them only matters on Windows PowerShell 5.1.
         Get-ChildItem $publish -Filter *.dll | Where-Object Name -NotLike 'System.Management.Automation*' | Copy-Item -Destination $target
     }
+    # The export server (a process of its own that serves checkpoints over NBD) runs beside the net10.0 cmdlet assembly,
+    # sharing its VmCheckpoint.Core.dll; the netstandard2.0 flavour starts the same one.
+    $servePublish = Join-Path $Out 'publish/serve'
+    if (Test-Path $servePublish) { Remove-Item $servePublish -Recurse -Force }
+    Invoke-Native dotnet @('publish', (Join-Path $Root 'src/VmCheckpoint.Serve/VmCheckpoint.Serve.csproj'), '-c', $Configuration, '-o', $servePublish,
+        '-f', 'net10.0', '-r', 'linux-x64', '--self-contained', 'false', '-p:PublishReadyToRun=true', '--nologo', '--verbosity', 'quiet')
+    Get-ChildItem $servePublish -Filter 'VmCheckpoint.Serve.*' | Where-Object Extension -in '.dll', '.json' |
+        Copy-Item -Destination (Join-Path $ModuleOut 'net10.0-linux-x64')
     Copy-Item (Join-Path $Root 'VmCheckpoint.psd1'), (Join-Path $Root 'module/VmCheckpoint.psm1') $ModuleOut
     Copy-Item (Join-Path $Root 'module/*.ps1xml') $ModuleOut
     $help = Join-Path $ModuleOut 'en-US'

@@ -13,6 +13,7 @@
         Register    = 'Define the VM on the host from the configuration stored with the checkpoint, its disks pointed at the restored files.'
         Start       = 'Define and start the VM.'
         ResumeMemory = 'Define the VM and resume it from the memory state stored with the checkpoint (taken with -IncludeMemory), instead of booting it.'
+        Instant     = 'Start the VM at once from the repository instead of after its disks are written (libvirt): each disk is a local qcow2 overlay under -Destination backed by the checkpoint''s export (an export server of the module serving the checkpoint over NBD, every block checked against its hash), the VM is started (or resumed with -ResumeMemory), and libvirt''s block pull copies the data into the overlays in the background, after which the export server stops. Get-VmCheckpointJob shows the copy as a running InstantRestore job with its bytes done, and finishes one a crash or a restart interrupted. Implies -Start; not with -NewName or -DifferencingParent.'
         Force       = 'Overwrite files, and with -Register a VM of the same name, that already exist.'
         Hypervisor = 'The hypervisor to register the VM on (with -Register, -Start, -ResumeMemory or -NewName): by default the one the checkpoint was taken on. A Hyper-V checkpoint is imported on Hyper-V from its stored .vmcx with its drives pointed at the restored VHDX files (Compare-VM, Import-VM); a libvirt one is defined from its domain XML.'
         ComputerName = 'With -Hypervisor HyperV: the Hyper-V host to import the VM on (this computer by default).'
@@ -23,6 +24,8 @@
         Confirm     = 'Asks for confirmation first.'
     }
     Examples    = @(
+        @{ Title = 'Run a VM again at once, its data copied home in the background'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/web01 -Instant -ResumeMemory -Force
+Get-VmCheckpointJob -Name web01 -Last 1'; Remarks = 'web01 resumes within seconds from the repository; the InstantRestore job shows the bytes copied home, and ends Succeeded once the VM runs from its local files only.' }
         @{ Title = 'Bring a Hyper-V VM back on another host, resumed'; Code = 'Restore-VmCheckpoint -Name sql01 -Destination D:\Restored\sql01 -ComputerName hv03 -ResumeMemory'; Remarks = 'Writes VHDX disks, imports the VM from its checkpoint''s .vmcx with its saved memory state, and starts it: it resumes where the checkpoint was taken.' }
         @{ Title = 'Bring a VM back on another host, running where it was'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /var/lib/libvirt/images/web01 -ConnectionUri qemu+ssh://kvm02/system -ResumeMemory'; Remarks = 'The disks are restored as qcow2, the domain is defined on kvm02 and resumed from its memory state.' }
         @{ Title = 'A copy of a VM under a new name'; Code = 'Restore-VmCheckpoint -Name web01 -Destination /srv/vm/web01-test -NewName web01-test -Start'; Remarks = 'New name, UUID and MAC addresses; the original is untouched.' }

@@ -14,6 +14,7 @@ Writes one event object per detection and per action to the pipeline and to the 
         MaxAttempts         = 'Attempts per VM within an hour before the watcher gives up on it (default 3).'
         Cooldown            = 'Wait before the second attempt on a VM, doubled before each further one (default 30 seconds).'
         Interval            = 'Time between backstop checks when running continuously (default 5 seconds); lifecycle events wake the watcher sooner.'
+        FullRestore = 'Restore a crashed libvirt VM by writing its disks first and then starting it, as before instant restore. By default a libvirt VM is restored instantly: it runs at once on local overlays backed by the checkpoint''s export (Restore-VmCheckpoint -Instant) and its data is copied home in the background; the watcher follows the copy and finishes one that was interrupted. Hyper-V VMs are always restored in full.'
         RestorePath         = 'Folder for restored disks (default /var/lib/libvirt/images/vmcheckpoint-restored).'
         Hypervisor = 'The hypervisor of the watched VMs: Libvirt (the default) or HyperV. On Hyper-V a VM in a *Critical state is crashed (PausedCritical: paused on a storage error), a running VM whose heartbeat is LostCommunication has a guest that stopped answering, and Off is an administrators doing, left alone; Hyper-V is polled every -Interval.'
         ComputerName = 'With -Hypervisor HyperV: the Hyper-V host to watch (this computer by default).'

@@ -22,6 +22,16 @@ namespace VmCheckpoint.PowerShell
         [ValidateRange(1, int.MaxValue)]
         public int Last { get; set; } = int.MaxValue;
 
+        protected override void BeginProcessing()
+        {
+            // Instant restores still copying: their bytes done brought up to date, and one interrupted finished.
+            if (Core.Jobs.InstantRestoreJob.Pending().Count > 0)
+            {
+                foreach (var done in Core.Jobs.InstantRestoreJob.Finish(Catalog, ConnectHypervisor, new WarningReporter(this)))
+                    WriteVerbose($"The data of '{done.VmName}' is home: it runs from {done.Destination} only.");
+            }
+        }
+
         protected override void ProcessRecord()
         {
             var patterns = Name.Select(n => new Core.Hypervisors.VmNamePattern(n)).ToList();

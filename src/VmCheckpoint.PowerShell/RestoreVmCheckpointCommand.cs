@@ -83,6 +83,13 @@ namespace VmCheckpoint.PowerShell
         [Parameter]
         public SwitchParameter ResumeMemory { get; set; }
 
+        /// <summary>
+        /// Start the VM at once from the repository (libvirt): local qcow2 overlays backed by the checkpoint's export, its
+        /// data copied home in the background (implies -Start).
+        /// </summary>
+        [Parameter]
+        public SwitchParameter Instant { get; set; }
+
         /// <summary>Overwrite files (and, with -Register, a VM) that already exist.</summary>
         [Parameter]
         public SwitchParameter Force { get; set; }
@@ -102,17 +109,31 @@ namespace VmCheckpoint.PowerShell
                 return;
             }
             string hypervisor = Core.Hypervisors.HypervisorNames.Canonical(Hypervisor ?? chosen.Hypervisor);
-            bool register = Register || Start || ResumeMemory || NewName != null;
+            bool register = Register || Start || ResumeMemory || Instant || NewName != null;
             string? location = Core.Hypervisors.HypervisorNames.HostLocation(hypervisor, ConnectionUri, ComputerName);
             var request = new RestoreRequest(file, ResolvePath(Destination)) { Force = Force, DiskNames = DiskName,
                 Format = DiskFormat is null ? (Core.Disks.DiskFormat?)null : (Core.Disks.DiskFormat)Enum.Parse(typeof(Core.Disks.DiskFormat), DiskFormat, ignoreCase: true),
                 DifferencingParentFolder = DifferencingParent is null ? null : ResolvePath(DifferencingParent) };
-            string action = register
+            string action = Instant
+                ? $"Start {chosen.VmName} from checkpoint {chosen.Id} of {chosen.Time:u} on {location ?? hypervisor + "'s default host"} at once{(ResumeMemory ? ", resumed from memory" : "")}, and copy its disks into the folder in the background"
+                : register
                 ? $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} and define it as '{NewName ?? chosen.VmName}' on {location ?? hypervisor + "'s default host"}{(ResumeMemory ? ", resumed from memory" : Start ? ", started" : "")}"
                 : $"Restore {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} as {(request.Format ?? Core.Disks.DiskFormat.Qcow2).ToString().ToLowerInvariant()}";
             if (!ShouldProcess(request.Destination, action)) return;
             try
             {
+                if (Instant)
+                {
+                    if (NewName != null || DifferencingParent != null)
+                        throw new ArgumentException("-Instant restores the VM under its own name from the checkpoint: drop -NewName and -DifferencingParent, or restore without -Instant.");
+                    var instant = RunJob("Restoring " + Name, (reporter, token) =>
+                    {
+                        using var target = ConnectHypervisor(hypervisor, location);
+                        return new InstantRestoreJob(repository, Catalog, target, reporter).Run(request, location, ResumeMemory, token);
+                    });
+                    WriteObject(instant);
+                    return;
+                }
                 if (register)
                 {
                     var result = RunJob("Restoring " + Name, (reporter, token) =>

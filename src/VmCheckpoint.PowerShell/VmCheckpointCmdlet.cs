@@ -239,6 +239,8 @@ namespace VmCheckpoint.PowerShell
             ImageFormatException _ => (ErrorCategory.InvalidData, "UnsupportedImageFormat"),
             CorruptImageException _ => (ErrorCategory.InvalidData, "CorruptImage"),
             BlockDamagedException _ => (ErrorCategory.InvalidData, "BlockDamaged"),
+            Core.Exports.ExportServerException _ => (ErrorCategory.ResourceUnavailable, "ExportServer"),
+            Core.Exports.HostCommandException _ => (ErrorCategory.InvalidOperation, "HostCommand"),
             InvalidDataException _ => (ErrorCategory.InvalidData, "InvalidData"),
             TargetExistsException _ => (ErrorCategory.ResourceExists, "TargetExists"),
             RepositoryLockedException _ => (ErrorCategory.ResourceBusy, "RepositoryLocked"),
@@ -268,6 +270,16 @@ namespace VmCheckpoint.PowerShell
         {
             int code = e.HResult & 0xFFFF;
             return code == 0x70 || code == 0x27 || code == 28 /* ENOSPC */ || e.Message.IndexOf("No space left", StringComparison.OrdinalIgnoreCase) >= 0;
+        }
+
+        /// <summary>Warnings and verbose messages written at once, for short Core calls made on the pipeline thread.</summary>
+        protected sealed class WarningReporter : IJobReporter
+        {
+            private readonly Cmdlet _cmdlet;
+            public WarningReporter(Cmdlet cmdlet) { _cmdlet = cmdlet; }
+            public void Progress(string activity, string status, int percent) { }
+            public void Verbose(string message) => _cmdlet.WriteVerbose(message);
+            public void Warning(string message) => _cmdlet.WriteWarning(message);
         }
 
         private sealed class PipelineReporter : IJobReporter

@@ -70,6 +70,10 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string RestorePath { get; set; } = "/var/lib/libvirt/images/vmcheckpoint-restored";
 
+        /// <summary>Write a crashed VM's disks before starting it (the restore before instant restore), also on libvirt.</summary>
+        [Parameter]
+        public SwitchParameter FullRestore { get; set; }
+
         protected override void EndProcessing()
         {
             try
@@ -79,6 +83,7 @@ namespace VmCheckpoint.PowerShell
                 {
                     Action = Action, TargetUri = TargetConnectionUri, MaxAttempts = MaxAttempts,
                     Cooldown = Cooldown, Interval = Interval, RestoreFolder = ResolvePath(RestorePath),
+                    Instant = !FullRestore,
                 };
                 bool hyperV = HypervisorNames.IsHyperV(Hypervisor);
                 string location = HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName) ?? "";

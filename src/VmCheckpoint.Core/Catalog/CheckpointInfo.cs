@@ -109,6 +109,9 @@ namespace VmCheckpoint.Core.Catalog
         public string? Error { get; set; }
         public string? CheckpointId { get; set; }
         public string? Message { get; set; }
+        /// <summary>A job that moves data (an instant restore's copy home): bytes done so far, and in all.</summary>
+        public long? BytesDone { get; set; }
+        public long? BytesTotal { get; set; }
 
         [BsonIgnore]
         public TimeSpan? Duration => End.HasValue ? End.Value - Start : (TimeSpan?)null;

@@ -36,6 +36,11 @@ namespace VmCheckpoint.Core.Health
         public TimeSpan Interval { get; set; } = TimeSpan.FromSeconds(5);
         /// <summary>Where restored disks go: &lt;folder&gt;/&lt;vm&gt;/&lt;checkpoint id&gt;.</summary>
         public string RestoreFolder { get; set; } = "/var/lib/libvirt/images/vmcheckpoint-restored";
+        /// <summary>
+        /// Restore instantly where the host can (libvirt): the VM runs at once from the repository and its data is copied
+        /// home in the background. False: the disks are written first (Hyper-V always is).
+        /// </summary>
+        public bool Instant { get; set; } = true;
 
         /// <summary>The wait before attempt <paramref name="attempt"/> (1-based) after the previous one.</summary>
         public TimeSpan BackOff(int attempt) =>

@@ -87,6 +87,9 @@ namespace VmCheckpoint.Core.Health
         public List<HealthEvent> CheckOnce(IReadOnlyList<string>? vmNames, CancellationToken cancellationToken)
         {
             var events = new List<HealthEvent>();
+            // Instant restores still copying: followed, and finished when a crash or a restart interrupted them.
+            if (InstantRestoreJob.Pending().Count > 0)
+                InstantRestoreJob.Finish(_catalog, (_, location) => _connect(location ?? _uri), _reporter, cancellationToken: cancellationToken);
             IHypervisor? host = null;
             try
             {
@@ -221,10 +224,10 @@ namespace VmCheckpoint.Core.Health
                         return (true, "Restarted in place.", null);
                     case RecoveryAction.RestoreLatest:
                         if (host is null) return (false, $"{_uri} cannot be reached.", null);
-                        return Restore(host, name, cancellationToken);
+                        return Restore(host, _uri, name, cancellationToken);
                     default:
                         if (_policy.TargetUri is null) return (false, "No -TargetConnectionUri to restore on.", null);
-                        using (var target = _connect(_policy.TargetUri)) return Restore(target, name, cancellationToken);
+                        using (var target = _connect(_policy.TargetUri)) return Restore(target, _policy.TargetUri, name, cancellationToken);
                 }
             }
             catch (Exception e) when (!(e is OperationCanceledException))
@@ -234,7 +237,7 @@ namespace VmCheckpoint.Core.Health
         }
 
         /// <summary>Restores the newest checkpoint of the VM that passes verification, resumed from memory if it has it.</summary>
-        private (bool, string, string?) Restore(IHypervisor target, string name, CancellationToken cancellationToken)
+        private (bool, string, string?) Restore(IHypervisor target, string location, string name, CancellationToken cancellationToken)
         {
             _catalog.Synchronize(_repository, cancellationToken);
             var candidates = _catalog.GetCheckpoints(_repository.Id, c => c.VmName == name && c.Hypervisor == target.Name);
@@ -251,8 +254,10 @@ namespace VmCheckpoint.Core.Health
                 }
                 var destination = Path.Combine(_policy.RestoreFolder, RepositoryLayout.VmKey(name), candidate.Id);
                 var request = new RestoreRequest(file, destination) { Force = true, Format = target.PreferredDiskFormat };
-                var result = new VmRestoreJob(_repository, _catalog, target, _reporter).Run(request, null, start: true, resumeMemory: candidate.IncludesMemory, cancellationToken);
-                return (true, $"Restored checkpoint {candidate.Id} of {candidate.Time:u} on {target.Host}" + (result.ResumedFromMemory ? ", resumed from its memory state." : ", booted."), candidate.Id);
+                var result = _policy.Instant && InstantRestoreJob.Supports(target)
+                    ? new InstantRestoreJob(_repository, _catalog, target, _reporter).Run(request, location.Length == 0 ? null : location, candidate.IncludesMemory, cancellationToken)
+                    : new VmRestoreJob(_repository, _catalog, target, _reporter).Run(request, null, start: true, resumeMemory: candidate.IncludesMemory, cancellationToken);
+                return (true, $"Restored checkpoint {candidate.Id} of {candidate.Time:u} on {target.Host}" + (result.ResumedFromMemory ? ", resumed from its memory state" : ", booted") + (result.Instant ? " at once from the repository; its data is being copied home." : "."), candidate.Id);
             }
             return (false, $"No checkpoint of '{name}' passes verification.", null);
         }

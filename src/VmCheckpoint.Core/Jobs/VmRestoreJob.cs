@@ -20,6 +20,8 @@ namespace VmCheckpoint.Core.Jobs
         public bool Registered { get; set; }
         public bool Started { get; set; }
         public bool ResumedFromMemory { get; set; }
+        /// <summary>Started from the repository at once; its data is copied home in the background (Get-VmCheckpointJob).</summary>
+        public bool Instant { get; set; }
         public List<RestoredDisk> Disks { get; set; } = new List<RestoredDisk>();
     }
 

@@ -11,6 +11,12 @@ namespace VmCheckpoint.Core.Reporting
             Target = target;
         }
 
+        public TargetExistsException(string target, string message)
+            : base(message)
+        {
+            Target = target;
+        }
+
         public string Target { get; }
     }
 }

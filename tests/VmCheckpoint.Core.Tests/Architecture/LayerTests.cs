@@ -17,10 +17,11 @@ public class LayerTests
         ["Repository"] = new[] { "Reporting", "Disks" },
         ["Catalog"] = new[] { "Reporting", "Disks", "Repository" },
         ["Hypervisors"] = new[] { "Reporting", "Disks" },
-        ["Jobs"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors" },
+        ["Exports"] = new[] { "Reporting", "Disks", "Repository", "Catalog" },
+        ["Jobs"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Exports" },
         ["Notifications"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors" },
-        ["Health"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Jobs", "Notifications" },
-        ["Scheduling"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Jobs", "Health", "Notifications" },
+        ["Health"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Exports", "Jobs", "Notifications" },
+        ["Scheduling"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Exports", "Jobs", "Health", "Notifications" },
     };
 
     internal static string SourceRoot()

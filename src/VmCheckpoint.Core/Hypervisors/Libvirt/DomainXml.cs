@@ -145,6 +145,14 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             return (string?)target.Attribute("state") == "connected" ? GuestAgentChannel.Connected : GuestAgentChannel.Disconnected;
         }
 
+        /// <summary>Whether disk <paramref name="target"/> still reads through a backing store (a source under a backingStore).</summary>
+        public static bool HasBackingStore(string xml, string target)
+        {
+            var disk = XDocument.Parse(xml).Root!.Element("devices")?.Elements("disk")
+                .FirstOrDefault(d => (string?)d.Element("target")?.Attribute("dev") == target);
+            return disk?.Element("backingStore")?.Element("source") != null;
+        }
+
         public static string Name(string xml) => XDocument.Parse(xml).Root!.Element("name")?.Value ?? "";
 
         public static string Escape(string s) => new XText(s).ToString();

@@ -188,6 +188,23 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             }
         }
 
+        /// <summary>Starts pulling the backing data of <paramref name="disk"/> into its top image while the guest runs (blockpull).</summary>
+        public void StartPull(string disk)
+        {
+            if (LibvirtNative.virDomainGetBlockJobInfo(Handle, disk, out _, 0) == 1) return; // one runs already
+            LibvirtNative.virResetLastError();
+            if (LibvirtNative.virDomainBlockPull(Handle, disk, 0, 0) < 0)
+                throw LibvirtNative.LastError($"Pulling the data of disk {disk} of '{Name}' home");
+        }
+
+        /// <summary>The block job on <paramref name="disk"/>: running or not, bytes done and in all.</summary>
+        public (bool Running, long Done, long Total) BlockJob(string disk)
+        {
+            int got = LibvirtNative.virDomainGetBlockJobInfo(Handle, disk, out var info, 0);
+            if (got < 0) throw LibvirtNative.LastError($"Following the block job of disk {disk} of '{Name}'");
+            return got == 1 ? (true, (long)info.Cur, (long)info.End) : (false, 0, 0);
+        }
+
         /// <summary>Saves memory and device state to a file; the domain stops.</summary>
         public void Save(string file)
         {

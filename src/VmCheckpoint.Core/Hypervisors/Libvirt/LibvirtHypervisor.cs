@@ -8,7 +8,7 @@ using VmCheckpoint.Core.Reporting;
 namespace VmCheckpoint.Core.Hypervisors.Libvirt
 {
     /// <summary>libvirt/KVM through the libvirt C API and NBD pull backups.</summary>
-    public sealed class LibvirtHypervisor : IHypervisor
+    public sealed class LibvirtHypervisor : IHypervisor, IBackgroundCopyHost
     {
         private readonly LibvirtConnection _connection;
 
@@ -229,6 +229,20 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             {
                 defined?.Dispose();
             }
+        }
+
+        public void StartBackgroundCopy(string vmName, string disk)
+        {
+            using var domain = _connection.FindDomain(vmName) ?? throw new VmNotFoundException($"VM '{vmName}' is not defined on {Uri}.");
+            domain.StartPull(disk);
+        }
+
+        public BackgroundCopyState? GetBackgroundCopy(string vmName, string disk)
+        {
+            using var domain = _connection.FindDomain(vmName);
+            if (domain is null || !domain.IsActive) return null;
+            var (running, done, total) = domain.BlockJob(disk);
+            return new BackgroundCopyState { Running = running, BytesDone = done, BytesTotal = total, HasBackingStore = DomainXml.HasBackingStore(domain.GetXml(), disk) };
         }
 
         public void Dispose() => _connection.Dispose();

@@ -66,6 +66,7 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         [DllImport(Lib)] public static extern int virDomainSnapshotFree(IntPtr snapshot);
         [DllImport(Lib)] public static extern IntPtr virDomainCheckpointCreateXML(IntPtr dom, string xml, uint flags);
         [DllImport(Lib)] public static extern int virDomainBlockCommit(IntPtr dom, string disk, string? bas, string? top, ulong bandwidth, uint flags);
+        [DllImport(Lib)] public static extern int virDomainBlockPull(IntPtr dom, string disk, ulong bandwidth, uint flags);
         [DllImport(Lib)] public static extern int virDomainGetBlockJobInfo(IntPtr dom, string disk, out BlockJobInfo info, uint flags);
         [DllImport(Lib)] public static extern int virDomainBlockJobAbort(IntPtr dom, string disk, uint flags);
         [DllImport(Lib)] public static extern int virDomainGetJobStats(IntPtr dom, out int type, out IntPtr parameters, out int count, uint flags);
