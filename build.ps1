@@ -15,6 +15,8 @@
                  then bench/Invoke-S3Benchmark.ps1: the same checkpoints into S3 (radosgw) and into a folder.
       Package    zips the module folder into out/VmCheckpoint-<version>.zip, and makes out/VmCheckpoint.<version>.nupkg
                  (what a PowerShell repository serves: Publish-PSResource, Install-PSResource).
+      Reliability the reliability suite at larger counts (VMCHECKPOINT_RELIABILITY_COUNT, 120 by default); its
+                 figures go into docs/figures.md.
       Demo       checkpoints, changes, checkpoints again, verifies and restores a real qcow2 image into a folder repository;
                  then checkpoints a running guest live with its memory, kills it, and Watch-VmHealth brings it back.
 .EXAMPLE
@@ -23,7 +25,7 @@
 [CmdletBinding()]
 param(
     [Parameter(Position = 0)]
-    [ValidateSet('Bootstrap', 'Build', 'UnitTest', 'Test', 'Bench', 'Package', 'Demo')]
+    [ValidateSet('Bootstrap', 'Build', 'UnitTest', 'Test', 'Reliability', 'Bench', 'Package', 'Demo')]
     [string[]] $Task = @('Build'),
 
     [ValidateSet('Debug', 'Release')]
@@ -242,6 +244,28 @@ function Invoke-Bench {
         '-ModulePath', $ModuleOut, '-VirtualGiB', $BenchVirtualGiB, '-DataGiB', $BenchDataGiB)
 }
 
+# The reliability suite at larger counts (kill -9 at 120 instants, 120 flipped bytes, ...); what it measured is
+# printed and added to docs/figures.md. The ordinary test run has the same suite at small counts.
+function Invoke-Reliability {
+    Invoke-Bootstrap
+    Invoke-Build
+    Invoke-Native bash @((Join-Path $Root 'tests/hosts/start-libvirt.sh'))
+    $results = New-ResultsFolder
+    $figures = Join-Path $results 'reliability.json'
+    $env:VMCHECKPOINT_RELIABILITY_COUNT = if ($env:VMCHECKPOINT_RELIABILITY_COUNT) { $env:VMCHECKPOINT_RELIABILITY_COUNT } else { '120' }
+    $env:VMCHECKPOINT_RELIABILITY_FIGURES = $figures
+    & dotnet pwsh -NoProfile -NonInteractive -File (Join-Path $Root 'tests/Pester/Invoke-PesterSuite.ps1') `
+        -PesterPath (Get-PesterModulePath) -ModulePath $ModuleOut -ResultPath (Join-Path $results 'pester.json') -Only Reliability
+    $exit = $LASTEXITCODE
+    if (Test-Path $figures) {
+        $json = Get-Content -Raw $figures
+        $section = "`n## build.ps1 Reliability, count $($env:VMCHECKPOINT_RELIABILITY_COUNT) ($((Get-Date).ToString('yyyy-MM-dd')))`n`n``````json`n$($json.Trim())`n```````n"
+        Add-Content -Path (Join-Path $Root 'docs/figures.md') -Value $section
+        Write-Host $section
+    }
+    if ($exit -ne 0) { exit 1 }
+}
+
 function Invoke-Demo {
     Invoke-Bootstrap
     Invoke-Build
@@ -258,6 +282,7 @@ try {
             'Test' { Invoke-Test }
             'Bench' { Invoke-Bench }
             'Package' { Invoke-Package }
+            'Reliability' { Invoke-Reliability }
             'Demo' { Invoke-Demo }
         }
     }
