@@ -96,7 +96,7 @@ namespace VmCheckpoint.PowerShell
         {
             var given = Repository ?? Environment.GetEnvironmentVariable(RepositoryVariable);
             if (string.IsNullOrEmpty(given)) return OpenSynchronized(); // no repository at all is a usage error: terminating
-            var path = ResolvePath(given!);
+            var path = ResolveRepository(given!);
             if (!_repositories.ContainsKey(path))
             {
                 try

@@ -361,7 +361,8 @@ public sealed class ImageFileSessionTests
         }
         finally
         {
-            holder.StandardInput.WriteLine("quit");
+            // A holder that is gone already (killed, or quit on its own) must not hide what the test found.
+            try { holder.StandardInput.WriteLine("quit"); } catch (IOException) { }
             holder.WaitForExit(10_000);
             if (!holder.HasExited) holder.Kill();
         }
