@@ -238,7 +238,7 @@ namespace VmCheckpoint.Core.Catalog
         /// <summary>Records a running job's progress (bytes done, message).</summary>
         public void UpdateJob(JobRecord job) => _jobs.Update(job);
 
-        public JobRecord? FindJob(string id) => _jobs.FindById(new ObjectId(id));
+        public JobRecord? FindJob(string id) => _jobs.FindById(id);
 
         /// <summary>The job log, newest first.</summary>
         public List<JobRecord> GetJobs(Func<JobRecord, bool>? filter = null, int max = int.MaxValue)
