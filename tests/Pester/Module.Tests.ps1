@@ -29,8 +29,8 @@ Describe 'The module' {
         }
         Get-Help Invoke-VmCheckpoint -Examples | Out-String | Should -Match 'Invoke-VmCheckpoint -Name web01'
         # SYNTAX as built-in cmdlets show it: -WhatIf and -Confirm where they apply, types by their own names.
-        $full = Get-Help Restore-VmCheckpoint -Full | Out-String -Width 200
-        $full | Should -Match '\[-WhatIf\] \[-Confirm\]'
+        $full = Get-Help Restore-VmCheckpoint -Full | Out-String -Width 1000
+        $full | Should -Match '\[-WhatIf\]\s+\[-Confirm\]'
         foreach ($c in $cmdlets) { Get-Help $c -Full | Out-String -Width 200 | Should -Not -Match 'Nullable' -Because "$c shows real type names" }
         (Get-Help Register-VmCheckpointSchedule -Full | Out-String -Width 200) | Should -Match '-At <TimeSpan>'
         # INPUTS name what binds from the pipeline; examples show a UNC path as it is typed.
