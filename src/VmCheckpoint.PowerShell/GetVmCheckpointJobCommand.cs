@@ -36,7 +36,7 @@ namespace VmCheckpoint.PowerShell
         {
             var patterns = Name.Select(n => new Core.Hypervisors.VmNamePattern(n)).ToList();
             string? repositoryId = Repository != null || System.Environment.GetEnvironmentVariable(RepositoryVariable) != null ? OpenRepository().Id : null;
-            foreach (var job in Catalog.GetJobs(j => patterns.Any(p => p.IsMatch(j.VmName ?? "")) && (Result is null || j.Result == Result) &&
+            foreach (var job in Catalog.GetJobs(j => patterns.Any(p => p.IsMatch(j.VmName ?? "")) && (Result is null || j.Outcome == Result) &&
                                                      (repositoryId is null || j.RepositoryId == repositoryId), Last))
                 WriteObject(job);
         }

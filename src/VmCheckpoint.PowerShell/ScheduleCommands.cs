@@ -84,11 +84,11 @@ namespace VmCheckpoint.PowerShell
                 var schedule = new ScheduleDefinition
                 {
                     Name = ScheduleName ?? ScheduleDefinition.DefaultName(kind, Name),
-                    Kind = kind,
+                    ScheduleKind = kind,
                     VmNames = new Core.Reporting.TextList(Name),
                     Interval = Interval,
                     At = At,
-                    DaysOfWeek = DaysOfWeek.ToList(),
+                    DaysOfWeek = new VmCheckpoint.Core.Reporting.TextList(DaysOfWeek.Select(d => d.ToString())),
                     MaxDuration = MaxDuration,
                     Repository = repository.Path,
                     // The run reads and writes the job log this shell does, in cron's and systemd's bare environment too.

@@ -64,7 +64,7 @@ namespace VmCheckpoint.PowerShell
                     (reporter, token) => new VerifyJob(repository, Catalog, reporter).Verify(_selected, ReadData, token));
                 foreach (var r in report.Checkpoints.OrderByDescending(r => r.Time))
                 {
-                    if (r.Status != VerificationStatus.Healthy)
+                    if (r.State != VerificationStatus.Healthy)
                         WriteWarning($"Checkpoint {r.Id} of '{r.VmName}' is damaged: {string.Join("; ", r.Problems.Take(3))}");
                     WriteObject(r);
                 }
@@ -91,7 +91,7 @@ namespace VmCheckpoint.PowerShell
                 "Verify.Damaged" + problem.Kind, ErrorCategory.InvalidData, problem.Path);
             record.ErrorDetails = new ErrorDetails($"{problem.Path}: {problem.Message}")
             {
-                RecommendedAction = problem.Kind switch
+                RecommendedAction = problem.ObjectKind switch
                 {
                     RepositoryObjectKind.Index => "Run Repair-VmCheckpointRepository: it rewrites the index from the packs.",
                     RepositoryObjectKind.Pack => "Run Repair-VmCheckpointRepository, then Test-VmCheckpoint -ReadData again to see which checkpoints the pack's damage reaches.",

@@ -145,7 +145,7 @@ namespace VmCheckpoint.PowerShell
         protected override void ProcessRecord()
         {
             var pattern = new WildcardPattern(Name, WildcardOptions.IgnoreCase);
-            foreach (var e in Catalog.GetHealthEvents(h => pattern.IsMatch(h.VmName ?? "") && (Kind is null || h.Kind == Kind), Last)) WriteObject(e);
+            foreach (var e in Catalog.GetHealthEvents(h => pattern.IsMatch(h.VmName ?? "") && (Kind is null || h.EventKind == Kind), Last)) WriteObject(e);
         }
     }
 }

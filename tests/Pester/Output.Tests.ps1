@@ -33,6 +33,35 @@ Describe 'Output an admin exports' {
         ($job | ConvertTo-Csv | ConvertFrom-Csv).Result | Should -Be 'Succeeded'
     }
 
+    It 'writes every kind, result, status and format as a name in JSON, never a number' {
+        $restored = Restore-VmCheckpoint -Name outvm -Destination (Join-Path $work 'json') -Repository $repo
+        Register-VmCheckpointSchedule -Name jsonvm -At 02:00 -DaysOfWeek Saturday, Sunday -Scheduler Cron -Repository $repo | Out-Null
+        Set-VmCheckpointNotification -WebhookUri http://127.0.0.1:9/hook -On Always
+        try {
+            $outputs = @{
+                job          = Get-VmCheckpointJob -Last 1
+                verification = Test-VmCheckpoint -Repository $repo
+                restore      = $restored
+                schedule     = Get-VmCheckpointSchedule -Name checkpoint-jsonvm
+                notification = Get-VmCheckpointNotification
+            }
+            foreach ($name in $outputs.Keys) {
+                $json = $outputs[$name] | ConvertTo-Json -Depth 4 -WarningAction SilentlyContinue
+                $json | Should -Not -Match '"(Result|Status|Kind|Format|On)":\s*\d' -Because "$name output names its enums"
+            }
+            ($outputs.job | ConvertTo-Json | ConvertFrom-Json).Result | Should -Be 'Succeeded'
+            ($outputs.verification | ConvertTo-Json | ConvertFrom-Json).Status | Should -Be 'Healthy'
+            ($outputs.restore | ConvertTo-Json -Depth 4 | ConvertFrom-Json).Format | Should -Be 'Qcow2'
+            $schedule = $outputs.schedule | ConvertTo-Json -Depth 4 | ConvertFrom-Json
+            $schedule.Kind | Should -Be 'Checkpoint'
+            $schedule.DaysOfWeek | Should -Be @('Saturday', 'Sunday')
+            ($outputs.notification | ConvertTo-Json | ConvertFrom-Json).On | Should -Be 'Always'
+        } finally {
+            Unregister-VmCheckpointSchedule -Name checkpoint-jsonvm -Confirm:$false
+            Remove-VmCheckpointNotification -Confirm:$false
+        }
+    }
+
     It 'writes verification problems and removed ids as text in CSV' {
         (Test-VmCheckpoint -Repository $repo | ConvertTo-Csv) -join "`n" | Should -Not -Match 'System\.Collections'
         (Get-VmCheckpointSchedule | ConvertTo-Csv) -join "`n" | Should -Not -Match 'System\.Collections'

@@ -218,7 +218,7 @@ namespace VmCheckpoint.Core.Catalog
                 Repository = repository?.Path ?? "",
                 ProcessId = me.Id,
                 Start = DateTime.UtcNow,
-                Result = JobResult.Running,
+                Outcome = JobResult.Running,
             };
             job.Id = ObjectId.NewObjectId().ToString();
             _jobs.Insert(job);
@@ -228,7 +228,7 @@ namespace VmCheckpoint.Core.Catalog
         public void FinishJob(JobRecord job, JobResult result, string? error = null, string? checkpointId = null, string? message = null)
         {
             job.End = DateTime.UtcNow;
-            job.Result = result;
+            job.Outcome = result;
             job.Error = error;
             job.CheckpointId = checkpointId ?? job.CheckpointId;
             job.Message = message ?? job.Message;

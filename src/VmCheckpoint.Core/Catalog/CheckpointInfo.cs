@@ -105,7 +105,9 @@ namespace VmCheckpoint.Core.Catalog
         public int ProcessId { get; set; }
         public DateTime Start { get; set; }
         public DateTime? End { get; set; }
-        public JobResult Result { get; set; }
+        /// <summary>Running, Succeeded, Failed or Cancelled, as a name in every output and export.</summary>
+        public string Result { get => Outcome.ToString(); set => Outcome = Reporting.EnumText.Parse<JobResult>(value); }
+        internal JobResult Outcome { get; set; }
         public string? Error { get; set; }
         public string? CheckpointId { get; set; }
         public string? Message { get; set; }

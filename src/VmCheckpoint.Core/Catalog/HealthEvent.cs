@@ -23,13 +23,17 @@ namespace VmCheckpoint.Core.Catalog
         public DateTime Time { get; set; } = DateTime.UtcNow;
         public string VmName { get; set; } = "";
         public string Host { get; set; } = "";
-        public HealthEventKind Kind { get; set; }
+        /// <summary>Detected, Action, Waiting or GaveUp.</summary>
+        public string Kind { get => EventKind.ToString(); set => EventKind = Reporting.EnumText.Parse<HealthEventKind>(value); }
+        internal HealthEventKind EventKind { get; set; }
         /// <summary>What the VM was found in (Crashed, PausedOnError, ...).</summary>
         public string Condition { get; set; } = "";
         /// <summary>Restart, RestoreLatest or RestoreElsewhere, for actions.</summary>
         public string? Action { get; set; }
         public int Attempt { get; set; }
-        public JobResult? Result { get; set; }
+        /// <summary>How an action went (Succeeded, Failed...); empty for detections.</summary>
+        public string? Result { get => Outcome?.ToString(); set => Outcome = Reporting.EnumText.ParseOptional<JobResult>(value); }
+        internal JobResult? Outcome { get; set; }
         public string? CheckpointId { get; set; }
         /// <summary>From detection to the VM running again, for successful actions.</summary>
         public double? RecoverySeconds { get; set; }

@@ -125,25 +125,25 @@ namespace VmCheckpoint.Core.Health
             var detected = DateTime.UtcNow;
             var clock = Stopwatch.StartNew();
             var since = detected - _policy.AttemptWindow;
-            var previous = _catalog.GetHealthEvents(h => h.VmName == name && h.Kind == HealthEventKind.Action && h.Time >= since);
+            var previous = _catalog.GetHealthEvents(h => h.VmName == name && h.EventKind == HealthEventKind.Action && h.Time >= since);
             // One attempt may log several actions (a restart that failed, then a restore): attempts are counted, not actions.
             int attempt = previous.Select(h => h.Attempt).Distinct().Count() + 1;
             if (attempt > _policy.MaxAttempts)
             {
                 // Give up once, loudly; then stay quiet until the window lets attempts count again.
-                if (!_catalog.GetHealthEvents(h => h.VmName == name && h.Kind == HealthEventKind.GaveUp && h.Time >= since, 1).Any())
-                    Log(events, new HealthEvent { VmName = name, Host = _uri, Kind = HealthEventKind.GaveUp, Condition = condition.Kind.ToString(), Attempt = attempt - 1,
+                if (!_catalog.GetHealthEvents(h => h.VmName == name && h.EventKind == HealthEventKind.GaveUp && h.Time >= since, 1).Any())
+                    Log(events, new HealthEvent { VmName = name, Host = _uri, EventKind = HealthEventKind.GaveUp, Condition = condition.Kind.ToString(), Attempt = attempt - 1,
                         Message = $"{condition.Detail}: {_policy.MaxAttempts} attempts in {_policy.AttemptWindow}; an administrator must step in." });
                 return;
             }
             var wait = previous.Count == 0 ? TimeSpan.Zero : previous[0].Time + _policy.BackOff(attempt) - detected;
             if (wait > TimeSpan.Zero)
             {
-                Log(events, new HealthEvent { VmName = name, Host = _uri, Kind = HealthEventKind.Waiting, Condition = condition.Kind.ToString(), Attempt = attempt,
+                Log(events, new HealthEvent { VmName = name, Host = _uri, EventKind = HealthEventKind.Waiting, Condition = condition.Kind.ToString(), Attempt = attempt,
                     Message = $"{condition.Detail}: attempt {attempt} in {wait.TotalSeconds:0} s (back-off)." }, persist: false);
                 return;
             }
-            Log(events, new HealthEvent { VmName = name, Host = _uri, Kind = HealthEventKind.Detected, Condition = condition.Kind.ToString(), Attempt = attempt, Message = condition.Detail });
+            Log(events, new HealthEvent { VmName = name, Host = _uri, EventKind = HealthEventKind.Detected, Condition = condition.Kind.ToString(), Attempt = attempt, Message = condition.Detail });
 
             var steps = Escalation(name, condition, detected);
             (bool Succeeded, string Message, string? CheckpointId) result = (false, "", null);
@@ -175,8 +175,8 @@ namespace VmCheckpoint.Core.Health
             if (_policy.Action == RecoveryAction.Auto)
             {
                 var since = now - _policy.EscalationWindow;
-                bool restartedRecently = _catalog.GetHealthEvents(h => h.VmName == name && h.Kind == HealthEventKind.Action && h.Time >= since, 1)
-                    .Any(h => h.Action == nameof(RecoveryAction.Restart) && h.Result == JobResult.Succeeded);
+                bool restartedRecently = _catalog.GetHealthEvents(h => h.VmName == name && h.EventKind == HealthEventKind.Action && h.Time >= since, 1)
+                    .Any(h => h.Action == nameof(RecoveryAction.Restart) && h.Outcome == JobResult.Succeeded);
                 if (!restartedRecently && condition.Kind != VmConditionKind.PausedOnError) steps.Add(RecoveryAction.Restart);
                 steps.Add(RecoveryAction.RestoreLatest);
             }
@@ -193,11 +193,11 @@ namespace VmCheckpoint.Core.Health
             {
                 VmName = name,
                 Host = action == RecoveryAction.RestoreElsewhere ? _policy.TargetUri ?? _uri : _uri,
-                Kind = HealthEventKind.Action,
+                EventKind = HealthEventKind.Action,
                 Condition = condition.Kind.ToString(),
                 Action = action.ToString(),
                 Attempt = attempt,
-                Result = result.Succeeded ? JobResult.Succeeded : JobResult.Failed,
+                Outcome = result.Succeeded ? JobResult.Succeeded : JobResult.Failed,
                 CheckpointId = result.CheckpointId,
                 RecoverySeconds = result.Succeeded ? clock.Elapsed.TotalSeconds : (double?)null,
                 Message = result.Message,
@@ -247,7 +247,7 @@ namespace VmCheckpoint.Core.Health
                 var file = _repository.FindCheckpoint(candidate.Id);
                 if (file is null) continue;
                 var verdict = new VerifyJob(_repository, _catalog, _reporter).Run(new[] { file }, readData: false, cancellationToken).Single();
-                if (verdict.Status != VerificationStatus.Healthy)
+                if (verdict.State != VerificationStatus.Healthy)
                 {
                     _reporter.Warning($"Checkpoint {candidate.Id} of '{name}' is damaged; trying an older one.");
                     continue;

@@ -159,7 +159,7 @@ namespace VmCheckpoint.Core.Jobs
             {
                 VmName = name, CheckpointId = manifest.Id, Host = _hypervisor.Host, Registered = true, Started = true, ResumedFromMemory = resumeMemory,
                 Instant = true,
-                Disks = state.Disks.Select(d => new RestoredDisk { Name = d.Name, Path = d.Path, Format = DiskFormat.Qcow2, VirtualSize = d.VirtualSize }).ToList(),
+                Disks = state.Disks.Select(d => new RestoredDisk { Name = d.Name, Path = d.Path, FormatKind = DiskFormat.Qcow2, VirtualSize = d.VirtualSize }).ToList(),
             };
         }
 
@@ -207,7 +207,7 @@ namespace VmCheckpoint.Core.Jobs
             {
                 // Its overlays were deleted (the VM removed with its files): there is nothing left to copy into.
                 StopServer(state);
-                if (job != null && job.Result == JobResult.Running)
+                if (job != null && job.Outcome == JobResult.Running)
                     catalog.FinishJob(job, JobResult.Failed, $"{gone.Path} is gone: the copy of '{state.VmName}' was abandoned.");
                 TryDelete(StatePath(state.VmName));
                 return false;
@@ -290,7 +290,7 @@ namespace VmCheckpoint.Core.Jobs
         {
             StopServer(earlier);
             var job = _catalog.FindJob(earlier.JobId);
-            if (job != null && job.Result == JobResult.Running) _catalog.FinishJob(job, JobResult.Cancelled, "Replaced by another restore (-Force).");
+            if (job != null && job.Outcome == JobResult.Running) _catalog.FinishJob(job, JobResult.Cancelled, "Replaced by another restore (-Force).");
             TryDelete(StatePath(earlier.VmName));
         }
 

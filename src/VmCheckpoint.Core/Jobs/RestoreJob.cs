@@ -15,7 +15,9 @@ namespace VmCheckpoint.Core.Jobs
     {
         public string Name { get; set; } = "";
         public string Path { get; set; } = "";
-        public DiskFormat Format { get; set; }
+        /// <summary>qcow2, vhdx, vhd or raw: the format written.</summary>
+        public string Format { get => FormatKind.ToString(); set => FormatKind = Reporting.EnumText.Parse<DiskFormat>(value); }
+        internal DiskFormat FormatKind { get; set; }
         public long VirtualSize { get; set; }
         public long DataBytes { get; set; }
     }
@@ -174,7 +176,7 @@ namespace VmCheckpoint.Core.Jobs
                 }
                 PutInPlace(temporary, target, request);
                 _reporter.Verbose($"Restored disk {disk.Name} to {target}, a differencing VHDX on {parentPath} holding {data} bytes.");
-                return new RestoredDisk { Name = disk.Name, Path = target, Format = DiskFormat.Vhdx, VirtualSize = disk.VirtualSize, DataBytes = data };
+                return new RestoredDisk { Name = disk.Name, Path = target, FormatKind = DiskFormat.Vhdx, VirtualSize = disk.VirtualSize, DataBytes = data };
             }
             catch
             {
@@ -244,7 +246,7 @@ namespace VmCheckpoint.Core.Jobs
                 }
                 PutInPlace(temporary, target, request);
                 _reporter.Verbose($"Restored disk {disk.Name} to {target} ({data} bytes of data).");
-                return new RestoredDisk { Name = disk.Name, Path = target, Format = format, VirtualSize = virtualSize, DataBytes = data };
+                return new RestoredDisk { Name = disk.Name, Path = target, FormatKind = format, VirtualSize = virtualSize, DataBytes = data };
             }
             catch
             {

@@ -72,7 +72,7 @@ namespace VmCheckpoint.Core.Jobs
 
         private static string Describe(VerificationReport report, int count)
         {
-            int damaged = report.Checkpoints.Count(c => c.Status != VerificationStatus.Healthy);
+            int damaged = report.Checkpoints.Count(c => c.State != VerificationStatus.Healthy);
             var parts = new List<string> { $"{count} checkpoints checked" + (damaged > 0 ? $", {damaged} damaged" : "") };
             if (report.DataRead) parts.Add($"{report.PacksChecked} packs read ({report.BytesRead} bytes)");
             if (report.WholeRepository) parts.Add($"{report.IndexFilesChecked} index files checked");

@@ -60,7 +60,7 @@ namespace VmCheckpoint.Core.Jobs
             try
             {
                 var request = new RegistrationRequest(manifest.VmName, manifest.Configuration!,
-                    restored.Where(d => d.Name != "memory" || !resumeMemory).Select(d => new RegisteredDisk(d.Name, d.Path, d.Format)).ToList())
+                    restored.Where(d => d.Name != "memory" || !resumeMemory).Select(d => new RegisteredDisk(d.Name, d.Path, d.FormatKind)).ToList())
                 {
                     NewName = newName,
                     Force = disks.Force,

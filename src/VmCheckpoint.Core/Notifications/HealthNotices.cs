@@ -10,8 +10,8 @@ namespace VmCheckpoint.Core.Notifications
         /// <summary>The notice for a health log event, or null when the event is not news (a detection, a wait, a restart, a failed try).</summary>
         public static Notice? For(HealthEvent e)
         {
-            if (e.Kind == HealthEventKind.GaveUp) return GaveUp(e);
-            if (e.Kind == HealthEventKind.Action && e.Result == JobResult.Succeeded && e.Action != null
+            if (e.EventKind == HealthEventKind.GaveUp) return GaveUp(e);
+            if (e.EventKind == HealthEventKind.Action && e.Outcome == JobResult.Succeeded && e.Action != null
                 && e.Action.StartsWith("Restore", StringComparison.Ordinal)) return Restored(e);
             return null;
         }

@@ -7,7 +7,7 @@ namespace VmCheckpoint.Core.Notifications
     {
         public NotificationSettingsInfo(NotificationSettings s, string path)
         {
-            On = s.On;
+            On = s.On.ToString();
             SmtpServer = s.SmtpServer;
             Port = s.MailEnabled ? s.EffectivePort : (int?)null;
             UseSsl = s.UseSsl;
@@ -21,7 +21,8 @@ namespace VmCheckpoint.Core.Notifications
             Path = path;
         }
 
-        public NotifyOn On { get; }
+        /// <summary>Failure or Always.</summary>
+        public string On { get; }
         public string? SmtpServer { get; }
         public int? Port { get; }
         public bool UseSsl { get; }

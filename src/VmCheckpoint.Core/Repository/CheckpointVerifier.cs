@@ -19,7 +19,9 @@ namespace VmCheckpoint.Core.Repository
         public string Id { get; set; } = "";
         public string VmName { get; set; } = "";
         public DateTime Time { get; set; }
-        public VerificationStatus Status { get; set; }
+        /// <summary>Healthy, Damaged, ... as a name in every output and export.</summary>
+        public string Status { get => State.ToString(); set => State = Reporting.EnumText.Parse<VerificationStatus>(value); }
+        internal VerificationStatus State { get; set; }
         public bool DataRead { get; set; }
         public int BlocksChecked { get; set; }
         public int MissingBlocks { get; set; }
@@ -41,7 +43,8 @@ namespace VmCheckpoint.Core.Repository
     /// <summary>Damage found in an object of the repository other than a checkpoint's manifest.</summary>
     public sealed class RepositoryProblem
     {
-        public RepositoryObjectKind Kind { get; set; }
+        public string Kind { get => ObjectKind.ToString(); set => ObjectKind = Reporting.EnumText.Parse<RepositoryObjectKind>(value); }
+        internal RepositoryObjectKind ObjectKind { get; set; }
         /// <summary>The object's name in the repository (<c>index/….idx</c>, <c>packs/ab/….pack</c>).</summary>
         public string Name { get; set; } = "";
         /// <summary>Where the object is, for people (a full path in a folder repository).</summary>
@@ -66,7 +69,7 @@ namespace VmCheckpoint.Core.Repository
         public int IndexFilesChecked { get; set; }
         public int PacksChecked { get; set; }
         public long BytesRead { get; set; }
-        public bool Healthy => Problems.Count == 0 && Checkpoints.All(c => c.Status == VerificationStatus.Healthy);
+        public bool Healthy => Problems.Count == 0 && Checkpoints.All(c => c.State == VerificationStatus.Healthy);
     }
 
     /// <summary>
@@ -132,7 +135,7 @@ namespace VmCheckpoint.Core.Repository
                 }
                 catch (Exception e) when (e is InvalidDataException || e is IOException || e is KeyNotFoundException)
                 {
-                    result.Status = VerificationStatus.Damaged;
+                    result.State = VerificationStatus.Damaged;
                     result.Problems.Add($"Manifest: {e.Message}");
                 }
                 if (manifest is null) continue;
@@ -163,7 +166,7 @@ namespace VmCheckpoint.Core.Repository
                     }
                     if (bad > 0) result.DamagedDisks.Add(disk.Name);
                 }
-                result.Status = result.MissingBlocks + result.CorruptBlocks == 0 ? VerificationStatus.Healthy : VerificationStatus.Damaged;
+                result.State = result.MissingBlocks + result.CorruptBlocks == 0 ? VerificationStatus.Healthy : VerificationStatus.Damaged;
             }
             return report;
         }
@@ -294,7 +297,7 @@ namespace VmCheckpoint.Core.Repository
         {
             string path = _repository.Backend.Locate(name);
             if (message.StartsWith(path + ": ", StringComparison.Ordinal)) message = message.Substring(path.Length + 2);
-            return new RepositoryProblem { Kind = kind, Name = name, Path = path, Message = message };
+            return new RepositoryProblem { ObjectKind = kind, Name = name, Path = path, Message = message };
         }
 
         private static string? Check(BlockStore store, BlockReader reader, HashSet<string> packsStored, BlockHash hash, bool readData, byte[] buffer)

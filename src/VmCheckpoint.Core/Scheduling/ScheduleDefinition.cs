@@ -19,14 +19,17 @@ namespace VmCheckpoint.Core.Scheduling
     public sealed class ScheduleDefinition
     {
         public string Name { get; set; } = "";
-        public ScheduleKind Kind { get; set; }
+        /// <summary>Checkpoint or Watch.</summary>
+        public string Kind { get => ScheduleKind.ToString(); set => ScheduleKind = Reporting.EnumText.Parse<ScheduleKind>(value); }
+        internal ScheduleKind ScheduleKind { get; set; }
         public Reporting.TextList VmNames { get; set; } = new Reporting.TextList();
         /// <summary>How often an interval schedule runs (zero for a calendar schedule, which has <see cref="At"/>).</summary>
         public TimeSpan Interval { get; set; }
         /// <summary>The local time of day a calendar schedule runs, or null for an interval schedule.</summary>
         public TimeSpan? At { get; set; }
         /// <summary>The days a calendar schedule runs on; every day when empty.</summary>
-        public List<DayOfWeek> DaysOfWeek { get; set; } = new List<DayOfWeek>();
+        public Reporting.TextList DaysOfWeek { get; set; } = new Reporting.TextList();
+        internal IEnumerable<DayOfWeek> Days => DaysOfWeek.Select(d => Reporting.EnumText.Parse<DayOfWeek>(d));
         /// <summary>The backup window: a run still going after this long stops cleanly and says so (null: no limit).</summary>
         public TimeSpan? MaxDuration { get; set; }
         public string Repository { get; set; } = "";
@@ -63,7 +66,7 @@ namespace VmCheckpoint.Core.Scheduling
             : "every " + Interval;
 
         /// <summary>The days Monday first, each once.</summary>
-        public IEnumerable<DayOfWeek> OrderedDays => DaysOfWeek.Distinct().OrderBy(d => ((int)d + 6) % 7);
+        internal IEnumerable<DayOfWeek> OrderedDays => Days.Distinct().OrderBy(d => ((int)d + 6) % 7);
 
         internal static string TimeOfDay(TimeSpan at) =>
             at.Seconds == 0 ? $"{at.Hours:00}:{at.Minutes:00}" : $"{at.Hours:00}:{at.Minutes:00}:{at.Seconds:00}";
@@ -72,7 +75,7 @@ namespace VmCheckpoint.Core.Scheduling
         public string Describe()
         {
             string vms = VmNames.Count == 0 ? "every VM" : string.Join(", ", VmNames);
-            if (Kind == ScheduleKind.Watch) return $"check the health of {vms} once ({Action ?? "default action"}), repository {Repository}";
+            if (ScheduleKind == ScheduleKind.Watch) return $"check the health of {vms} once ({Action ?? "default action"}), repository {Repository}";
             var keep = new List<string>();
             if (KeepLast > 0) keep.Add($"last {KeepLast}");
             if (KeepDaily > 0) keep.Add($"{KeepDaily} daily");

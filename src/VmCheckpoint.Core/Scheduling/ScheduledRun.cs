@@ -54,7 +54,7 @@ namespace VmCheckpoint.Core.Scheduling
 
         public List<object> Execute(ScheduleDefinition schedule, CancellationToken cancellationToken)
         {
-            var report = new ScheduledRunReport(schedule.Name, schedule.VmNames, schedule.Repository, schedule.Kind == ScheduleKind.Watch);
+            var report = new ScheduledRunReport(schedule.Name, schedule.VmNames, schedule.Repository, schedule.ScheduleKind == ScheduleKind.Watch);
             var notifier = new Notifier(_notifications, _reporter);
             List<object> output;
             try
@@ -68,7 +68,7 @@ namespace VmCheckpoint.Core.Scheduling
                     : null), cancellationToken);
                 throw;
             }
-            if (schedule.Kind == ScheduleKind.Checkpoint) notifier.Send(report.Success(), cancellationToken);
+            if (schedule.ScheduleKind == ScheduleKind.Checkpoint) notifier.Send(report.Success(), cancellationToken);
             return output;
         }
 
@@ -118,7 +118,7 @@ namespace VmCheckpoint.Core.Scheduling
             }
             _catalog.Synchronize(repository, cancellationToken);
             var output = new List<object>();
-            if (schedule.Kind == ScheduleKind.Watch)
+            if (schedule.ScheduleKind == ScheduleKind.Watch)
             {
                 var policy = new HealthPolicy { TargetUri = schedule.TargetConnectionUri };
                 if (schedule.Action != null) policy.Action = (RecoveryAction)Enum.Parse(typeof(RecoveryAction), schedule.Action, true);

@@ -191,7 +191,7 @@ namespace VmCheckpoint.Core.Scheduling
         {
             if (!(s.At is { } at)) return TimeFields(s.Interval);
             if (at.Seconds != 0) throw new ArgumentException($"cron runs jobs at whole minutes; -At {ScheduleDefinition.TimeOfDay(at)} is not one.");
-            string days = s.DaysOfWeek.Count == 0 ? "*" : string.Join(",", s.DaysOfWeek.Distinct().Select(d => (int)d).OrderBy(d => d));
+            string days = s.DaysOfWeek.Count == 0 ? "*" : string.Join(",", s.Days.Distinct().Select(d => (int)d).OrderBy(d => d));
             return $"{at.Minutes} {at.Hours} * * {days}";
         }
 

@@ -114,20 +114,20 @@ public sealed class CheckpointCatalogTests
         using var catalog = new CheckpointCatalog(catalogPath);
         var checkpoints = catalog.GetJobs(j => j.Kind == "Checkpoint");
         Assert.Equal(3, checkpoints.Count);
-        Assert.All(checkpoints, j => Assert.Equal(JobResult.Succeeded, j.Result));
+        Assert.All(checkpoints, j => Assert.Equal(JobResult.Succeeded, j.Outcome));
         Assert.Equal(new[] { m[2].Id, m[1].Id, m[0].Id }, checkpoints.Select(j => j.CheckpointId));
         Assert.Equal(new[] { "beta", "alpha", "alpha" }, checkpoints.Select(j => j.VmName));
 
         var job = catalog.StartJob("Verify", "gamma", t.Repository);
         Assert.NotNull(job.Id);
         var running = catalog.GetJobs(j => j.Id == job.Id).Single();
-        Assert.Equal(JobResult.Running, running.Result);
+        Assert.Equal(JobResult.Running, running.Outcome);
         Assert.Null(running.End);
         Assert.Equal(Environment.ProcessId, running.ProcessId);
         catalog.FinishJob(job, JobResult.Failed, error: "2 of 3 damaged", checkpointId: "abcd", message: "checked");
         var finished = catalog.GetJobs(j => j.Id == job.Id).Single();
         Assert.Equal((JobResult.Failed, "2 of 3 damaged", "abcd", "checked", "gamma", t.Repository.Id, "Verify"),
-            (finished.Result, finished.Error, finished.CheckpointId, finished.Message, finished.VmName, finished.RepositoryId, finished.Kind));
+            (finished.Outcome, finished.Error, finished.CheckpointId, finished.Message, finished.VmName, finished.RepositoryId, finished.Kind));
         Assert.NotNull(finished.End);
         Assert.True(finished.End >= finished.Start);
         Assert.Equal(job.Id, catalog.GetJobs(max: 1).Single().Id); // newest first
@@ -138,7 +138,7 @@ public sealed class CheckpointCatalogTests
         using (faulty)
             Assert.Throws<IOException>(() => new CheckpointJob(t.Repository, catalog).Run(new CheckpointRequest("alpha", new[] { new DiskSource("a", faulty) })));
         var failed = catalog.GetJobs(max: 1).Single();
-        Assert.Equal((JobResult.Failed, "Checkpoint", "alpha"), (failed.Result, failed.Kind, failed.VmName));
+        Assert.Equal((JobResult.Failed, "Checkpoint", "alpha"), (failed.Outcome, failed.Kind, failed.VmName));
         Assert.Contains("injected", failed.Error);
         Assert.Equal(3, catalog.GetCheckpoints(t.Repository.Id).Count);
     }
@@ -161,7 +161,7 @@ public sealed class CheckpointCatalogTests
         first.FinishJob(fromFirst, JobResult.Cancelled, "Cancelled.");
         var restores = second.GetJobs(j => j.Kind == "Restore");
         Assert.Equal(2, restores.Count);
-        Assert.Equal(new[] { JobResult.Cancelled, JobResult.Succeeded }, restores.OrderBy(j => j.VmName).Select(j => j.Result));
+        Assert.Equal(new[] { JobResult.Cancelled, JobResult.Succeeded }, restores.OrderBy(j => j.VmName).Select(j => j.Outcome));
 
         Assert.Equal(1, second.Synchronize(t.Repository).Added);
         Assert.Equal(3, first.GetCheckpoints(t.Repository.Id).Count);
@@ -173,6 +173,6 @@ public sealed class CheckpointCatalogTests
         })).ToList();
         threads.ForEach(th => th.Start());
         Assert.All(threads, th => Assert.True(th.Join(TimeSpan.FromSeconds(60))));
-        Assert.Equal(40, first.GetJobs(j => j.Kind == "Verify" && j.Result == JobResult.Succeeded).Count);
+        Assert.Equal(40, first.GetJobs(j => j.Kind == "Verify" && j.Outcome == JobResult.Succeeded).Count);
     }
 }

@@ -49,7 +49,7 @@ public sealed class HealthWatcherTests : IDisposable
         return policy;
     }
 
-    private static List<HealthEvent> Actions(IEnumerable<HealthEvent> events) => events.Where(e => e.Kind == HealthEventKind.Action).ToList();
+    private static List<HealthEvent> Actions(IEnumerable<HealthEvent> events) => events.Where(e => e.EventKind == HealthEventKind.Action).ToList();
 
     [Fact]
     public void ByDefaultACrashedVmIsRestartedOnItsOwnDisk()
@@ -59,7 +59,7 @@ public sealed class HealthWatcherTests : IDisposable
 
         var action = Assert.Single(Actions(events));
         Assert.Equal("Restart", action.Action);
-        Assert.Equal(JobResult.Succeeded, action.Result);
+        Assert.Equal(JobResult.Succeeded, action.Outcome);
         Assert.Equal(new[] { "Start web" }, _host.Calls);
         Assert.Equal(new[] { _disk }, _host.Vms["web"].Disks);
     }
@@ -75,7 +75,7 @@ public sealed class HealthWatcherTests : IDisposable
 
         var action = Assert.Single(Actions(events));
         Assert.Equal("RestoreLatest", action.Action);
-        Assert.Equal(JobResult.Succeeded, action.Result);
+        Assert.Equal(JobResult.Succeeded, action.Outcome);
         Assert.Equal(2, action.Attempt);
         var registered = Assert.Single(_host.Registered);
         Assert.StartsWith(policy.RestoreFolder, registered.Disks[0].Path);
@@ -91,7 +91,7 @@ public sealed class HealthWatcherTests : IDisposable
 
         var actions = Actions(events);
         Assert.Equal(new[] { "Restart", "RestoreLatest" }, actions.Select(a => a.Action));
-        Assert.Equal(new JobResult?[] { JobResult.Failed, JobResult.Succeeded }, actions.Select(a => a.Result));
+        Assert.Equal(new JobResult?[] { JobResult.Failed, JobResult.Succeeded }, actions.Select(a => a.Outcome));
         Assert.All(actions, a => Assert.Equal(1, a.Attempt));
         Assert.Contains("Cannot access storage file", actions[0].Message);
     }
@@ -125,7 +125,7 @@ public sealed class HealthWatcherTests : IDisposable
 
         var actions = Actions(events);
         Assert.Equal(new[] { "Restart", "RestoreElsewhere" }, actions.Select(a => a.Action));
-        Assert.Equal(JobResult.Succeeded, actions[1].Result);
+        Assert.Equal(JobResult.Succeeded, actions[1].Outcome);
         Assert.Equal(_target.Host, actions[1].Host);
         Assert.Single(_target.Registered);
     }
@@ -141,7 +141,7 @@ public sealed class HealthWatcherTests : IDisposable
         Assert.Equal("HostUnreachable", events[0].Condition);
         var action = Assert.Single(Actions(events));
         Assert.Equal("RestoreElsewhere", action.Action);
-        Assert.Equal(JobResult.Succeeded, action.Result);
+        Assert.Equal(JobResult.Succeeded, action.Outcome);
         // Moved: the watcher no longer looks for it on the old host.
         Assert.Empty(watcher.CheckOnce(new[] { "web" }, CancellationToken.None));
     }
@@ -157,7 +157,7 @@ public sealed class HealthWatcherTests : IDisposable
             all.AddRange(Watcher(policy).CheckOnce(new[] { "web" }, CancellationToken.None));
         }
         Assert.Equal(2, Actions(all).Count);
-        Assert.Equal(HealthEventKind.GaveUp, all.Last().Kind);
+        Assert.Equal(HealthEventKind.GaveUp, all.Last().EventKind);
         Assert.Empty(Watcher(policy).CheckOnce(new[] { "web" }, CancellationToken.None));
         Assert.Equal(VmConditionKind.Crashed, _host.Vms["web"].Condition);
     }
@@ -171,7 +171,7 @@ public sealed class HealthWatcherTests : IDisposable
         _host.Crash("web");
         var events = Watcher(policy).CheckOnce(new[] { "web" }, CancellationToken.None);
 
-        Assert.Equal(HealthEventKind.Waiting, Assert.Single(events).Kind);
+        Assert.Equal(HealthEventKind.Waiting, Assert.Single(events).EventKind);
         Assert.Equal(VmConditionKind.Crashed, _host.Vms["web"].Condition);
     }
 

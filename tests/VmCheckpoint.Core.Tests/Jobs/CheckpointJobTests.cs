@@ -279,7 +279,7 @@ public sealed class CheckpointJobTests
 
         Assert.Equal(contentA, t.Restore(results[0]!.Id, "a"));
         Assert.Equal(contentB, t.Restore(results[1]!.Id, "b"));
-        Assert.All(t.Verify(readData: true), r => Assert.Equal(VerificationStatus.Healthy, r.Status));
+        Assert.All(t.Verify(readData: true), r => Assert.Equal(VerificationStatus.Healthy, r.State));
         Assert.Equal(24, t.BlobCount()); // duplicates of the shared blocks may exist in two packs, but name 24 blobs
         Assert.Empty(Directory.GetFiles(t.Layout.LocksDirectory));
     }

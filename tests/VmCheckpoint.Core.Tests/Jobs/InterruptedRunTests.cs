@@ -49,7 +49,7 @@ public sealed class InterruptedRunTests
 
         Assert.Equal(new[] { m0.Id }, t.Repository.ListCheckpoints().Select(f => f.Id));
         var verdict = Assert.Single(t.Verify(readData: true));
-        Assert.Equal(VerificationStatus.Healthy, verdict.Status);
+        Assert.Equal(VerificationStatus.Healthy, verdict.State);
         Assert.Equal(smallContent, t.Restore(m0.Id, "small"));
 
         var m1 = t.Checkpoint("big", big);
@@ -57,7 +57,7 @@ public sealed class InterruptedRunTests
         Assert.Equal((long)(dataBlocks - sealedBlobs) * Block, m1.Statistics.NewBytes);
         Assert.Equal((long)dataBlocks * Block, m1.Statistics.ReadBytes);
         Assert.Equal(bigContent, t.Restore(m1.Id, "big"));
-        Assert.All(t.Verify(readData: true), r => Assert.Equal(VerificationStatus.Healthy, r.Status));
+        Assert.All(t.Verify(readData: true), r => Assert.Equal(VerificationStatus.Healthy, r.State));
     }
 
     [Fact]

@@ -69,7 +69,7 @@ public sealed class RemoveJobTests
         Assert.Single(Directory.GetFiles(t.Layout.IndexDirectory, "*.idx"));
 
         Assert.Equal(new[] { s.B2.Id, s.C1.Id }.OrderBy(x => x), t.Repository.ListCheckpoints().Select(f => f.Id).OrderBy(x => x));
-        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.Status));
+        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.State));
         Assert.Equal(s.B2Content, t.Restore(s.B2.Id, "b"));
         Assert.Equal(s.C1Content, t.Restore(s.C1.Id, "c"));
 
@@ -78,7 +78,7 @@ public sealed class RemoveJobTests
         Assert.Equal((0, 1, 2), (second.PacksDeleted, second.PacksRewritten, second.BlocksRemoved));
         Assert.Equal(4, t.BlobCount());
         Assert.Equal(s.B2Content, t.Restore(s.B2.Id, "b"));
-        Assert.Equal(VerificationStatus.Healthy, Assert.Single(t.Verify(readData: true)).Status);
+        Assert.Equal(VerificationStatus.Healthy, Assert.Single(t.Verify(readData: true)).State);
 
         // Nothing left: every pack goes, the repository holds no block.
         var last = job.Run(new[] { t.FileOf(s.B2.Id) }, reclaim: true).Reclaim!;

@@ -144,8 +144,8 @@ public sealed class RepairJobTests
         var packs = PackBytes(t);
 
         var damaged = t.VerifyAll();
-        Assert.Contains(damaged.Problems, p => p.Kind == RepositoryObjectKind.Pack && p.Path == pack && p.Message.Contains("trailer"));
-        Assert.All(damaged.Checkpoints, c => Assert.Equal(VerificationStatus.Healthy, c.Status)); // the index still finds every block
+        Assert.Contains(damaged.Problems, p => p.ObjectKind == RepositoryObjectKind.Pack && p.Path == pack && p.Message.Contains("trailer"));
+        Assert.All(damaged.Checkpoints, c => Assert.Equal(VerificationStatus.Healthy, c.State)); // the index still finds every block
 
         // Nothing about the index is wrong: the repair has nothing to write, and says what it found.
         var result = t.Repair();
@@ -176,7 +176,7 @@ public sealed class RepairJobTests
         var result = new RepairJob(t.Repository, catalog) { LockWait = TimeSpan.Zero }.Run();
         Assert.True(result.Applied);
         var jobs = catalog.GetJobs(j => j.Kind == "Repair").OrderBy(j => j.Start).ToList();
-        Assert.Equal(new[] { JobResult.Failed, JobResult.Succeeded }, jobs.Select(j => j.Result));
+        Assert.Equal(new[] { JobResult.Failed, JobResult.Succeeded }, jobs.Select(j => j.Outcome));
         Assert.Contains("indexed from their trailers", jobs[1].Message);
         Assert.Empty(Directory.GetFiles(t.Layout.LocksDirectory));
     }

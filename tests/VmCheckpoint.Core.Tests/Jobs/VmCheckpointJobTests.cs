@@ -41,7 +41,7 @@ public sealed class VmCheckpointJobTests
             Assert.Equal(0.05, m.Statistics.PauseSeconds);
             Assert.Single(t.Repository.ListCheckpoints("vm"));
             var job = Assert.Single(catalog.GetJobs());
-            Assert.Equal(JobResult.Succeeded, job.Result);
+            Assert.Equal(JobResult.Succeeded, job.Outcome);
             Assert.Equal(m.Id, job.CheckpointId);
         }
     }
@@ -81,7 +81,7 @@ public sealed class VmCheckpointJobTests
             Assert.Equal(new[] { "Begin", "Dispose" }, source.Calls);
             Assert.Empty(t.Repository.ListCheckpoints("vm"));
             var job = Assert.Single(catalog.GetJobs());
-            Assert.Equal(JobResult.Failed, job.Result);
+            Assert.Equal(JobResult.Failed, job.Outcome);
             Assert.Contains("injected", job.Error);
         }
     }
@@ -98,7 +98,7 @@ public sealed class VmCheckpointJobTests
 
             Assert.Equal(new[] { "Begin", "Seal", "Dispose" }, source.Calls);
             Assert.Empty(t.Repository.ListCheckpoints("vm"));
-            Assert.Equal(JobResult.Failed, Assert.Single(catalog.GetJobs()).Result);
+            Assert.Equal(JobResult.Failed, Assert.Single(catalog.GetJobs()).Outcome);
         }
     }
 
@@ -114,7 +114,7 @@ public sealed class VmCheckpointJobTests
 
             Assert.Equal(new[] { "Begin" }, source.Calls);
             var job = Assert.Single(catalog.GetJobs());
-            Assert.Equal(JobResult.Failed, job.Result);
+            Assert.Equal(JobResult.Failed, job.Outcome);
             Assert.Equal("No VM 'vm'.", job.Error);
         }
     }
@@ -132,7 +132,7 @@ public sealed class VmCheckpointJobTests
             Assert.ThrowsAny<OperationCanceledException>(() => new VmCheckpointJob(t.Repository, catalog, source).Run("vm", new CheckpointPlan(), stop.Token));
 
             Assert.DoesNotContain("Commit", source.Calls);
-            Assert.Equal(JobResult.Cancelled, Assert.Single(catalog.GetJobs()).Result);
+            Assert.Equal(JobResult.Cancelled, Assert.Single(catalog.GetJobs()).Outcome);
         }
     }
 

@@ -79,8 +79,8 @@ public sealed class NoticeTests
     {
         var e = new HealthEvent
         {
-            VmName = "web", Host = "qemu:///system", Kind = HealthEventKind.Action, Condition = "Crashed", Action = "RestoreLatest", Attempt = 2,
-            Result = JobResult.Succeeded, CheckpointId = "20250101T040000Z-ab12", Message = "Restored checkpoint 20250101T040000Z-ab12 of 2025-01-01 04:00:00Z on qemu:///system, booted.",
+            VmName = "web", Host = "qemu:///system", EventKind = HealthEventKind.Action, Condition = "Crashed", Action = "RestoreLatest", Attempt = 2,
+            Outcome = JobResult.Succeeded, CheckpointId = "20250101T040000Z-ab12", Message = "Restored checkpoint 20250101T040000Z-ab12 of 2025-01-01 04:00:00Z on qemu:///system, booted.",
         };
         var n = HealthNotices.For(e)!;
 
@@ -97,7 +97,7 @@ public sealed class NoticeTests
     [Fact]
     public void AVmGivenUpOnSaysWhatToDoByHand()
     {
-        var e = new HealthEvent { VmName = "web", Host = "qemu:///system", Kind = HealthEventKind.GaveUp, Condition = "PausedOnError", Attempt = 3,
+        var e = new HealthEvent { VmName = "web", Host = "qemu:///system", EventKind = HealthEventKind.GaveUp, Condition = "PausedOnError", Attempt = 3,
             Message = "I/O error: 3 attempts in 01:00:00; an administrator must step in." };
         var n = HealthNotices.For(e)!;
 
@@ -116,7 +116,7 @@ public sealed class NoticeTests
     [InlineData(HealthEventKind.Action, "RestoreLatest", JobResult.Failed)]
     public void OtherHealthEventsAreNoNews(HealthEventKind kind, string? action, JobResult? result)
     {
-        Assert.Null(HealthNotices.For(new HealthEvent { VmName = "web", Kind = kind, Action = action, Result = result, Condition = "Crashed" }));
+        Assert.Null(HealthNotices.For(new HealthEvent { VmName = "web", EventKind = kind, Action = action, Outcome = result, Condition = "Crashed" }));
     }
 
     private static Notice Sample() => new()

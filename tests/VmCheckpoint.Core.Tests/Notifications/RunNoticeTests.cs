@@ -48,7 +48,7 @@ public sealed class RunNoticeTests : IDisposable
 
     private ScheduleDefinition Schedule(string repository, params string[] vms) => new()
     {
-        Name = _name, Kind = ScheduleKind.Checkpoint, VmNames = new(vms), Interval = TimeSpan.FromHours(1), Repository = repository,
+        Name = _name, ScheduleKind = ScheduleKind.Checkpoint, VmNames = new(vms), Interval = TimeSpan.FromHours(1), Repository = repository,
         Hypervisor = HypervisorNames.HyperV, // reached through the connector's factory: the fake host
     };
 
@@ -67,7 +67,7 @@ public sealed class RunNoticeTests : IDisposable
         Assert.Contains("does not exist or cannot be reached", line);
         Assert.Contains("Next step: Check that " + gone, line);
         var job = Assert.Single(_catalog.GetJobs());
-        Assert.Equal(JobResult.Failed, job.Result);
+        Assert.Equal(JobResult.Failed, job.Outcome);
         Assert.Equal(gone, job.Repository);
         Assert.Contains(_name, job.Error);
     }

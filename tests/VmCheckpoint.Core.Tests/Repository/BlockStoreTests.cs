@@ -68,9 +68,9 @@ public sealed class BlockStoreTests
         }
         Assert.Throws<InvalidDataException>(() => IndexFile.Parse(bytes, index));
         Assert.Equal(content, t.Restore(m.Id, "disk"));
-        Assert.Equal(VerificationStatus.Healthy, Assert.Single(t.Verify(readData: true)).Status);
+        Assert.Equal(VerificationStatus.Healthy, Assert.Single(t.Verify(readData: true)).State);
         // Ignored for reading, never silently: verification reports the index file itself.
-        Assert.Equal(RepositoryObjectKind.Index, Assert.Single(t.VerifyAll(readData: false).Problems).Kind);
+        Assert.Equal(RepositoryObjectKind.Index, Assert.Single(t.VerifyAll(readData: false).Problems).ObjectKind);
 
         File.WriteAllBytes(index, Array.Empty<byte>()); // truncated to nothing
         Assert.Equal(content, t.Restore(m.Id, "disk"));
@@ -97,11 +97,11 @@ public sealed class BlockStoreTests
         }
 
         var quick = Assert.Single(t.Verify(readData: false));
-        Assert.Equal(VerificationStatus.Healthy, quick.Status);
+        Assert.Equal(VerificationStatus.Healthy, quick.State);
         Assert.False(quick.DataRead);
 
         var full = Assert.Single(t.Verify(readData: true));
-        Assert.Equal(VerificationStatus.Damaged, full.Status);
+        Assert.Equal(VerificationStatus.Damaged, full.State);
         Assert.Equal(new[] { "disk" }, full.DamagedDisks);
         Assert.Equal(1, full.CorruptBlocks);
         Assert.Equal(0, full.MissingBlocks);
@@ -127,12 +127,12 @@ public sealed class BlockStoreTests
 
         var results = t.Verify(readData: false).ToDictionary(r => r.Id);
         var bad = results[m.Id];
-        Assert.Equal(VerificationStatus.Damaged, bad.Status);
+        Assert.Equal(VerificationStatus.Damaged, bad.State);
         Assert.Equal(9, bad.MissingBlocks);
         Assert.Equal(0, bad.CorruptBlocks);
         Assert.Equal(new[] { "disk" }, bad.DamagedDisks);
         Assert.All(bad.Problems, p => Assert.Contains("missing", p));
-        Assert.Equal(VerificationStatus.Healthy, results[m2.Id].Status);
+        Assert.Equal(VerificationStatus.Healthy, results[m2.Id].State);
         Assert.Equal(otherContent, t.Restore(m2.Id, "other"));
         Assert.ThrowsAny<IOException>(() => t.Restore(m.Id, "disk"));
     }

@@ -155,7 +155,7 @@ public sealed class RepositoryLockTests
         Assert.Throws<RepositoryLockLostException>(() => job.Verify(t.Repository.ListCheckpoints(), readData: true));
         Assert.True(clock.Elapsed < TimeSpan.FromSeconds(60));
         var logged = Assert.Single(catalog.GetJobs());
-        Assert.Equal(JobResult.Failed, logged.Result);
+        Assert.Equal(JobResult.Failed, logged.Outcome);
         Assert.Contains("lock", logged.Error);
         t.Faults.Reset();
         Assert.Empty(Locks(t));

@@ -65,7 +65,7 @@ public sealed class UnreadableFolderTests
         }
         Assert.Equal(packs, t.PackFiles().OrderBy(p => p));
         Assert.Equal(content, t.Restore(id, "a"));
-        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.Status));
+        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.State));
     }
 
     [Fact]

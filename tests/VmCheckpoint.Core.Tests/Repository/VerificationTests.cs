@@ -21,7 +21,7 @@ public sealed class VerificationTests
     private static RepositoryProblem Single(VerificationReport report, RepositoryObjectKind kind)
     {
         var problem = Assert.Single(report.Problems);
-        Assert.Equal(kind, problem.Kind);
+        Assert.Equal(kind, problem.ObjectKind);
         return problem;
     }
 
@@ -52,7 +52,7 @@ public sealed class VerificationTests
         foreach (bool readData in new[] { false, true })
         {
             var report = t.VerifyAll(readData);
-            Assert.All(report.Checkpoints, c => Assert.Equal(VerificationStatus.Healthy, c.Status));
+            Assert.All(report.Checkpoints, c => Assert.Equal(VerificationStatus.Healthy, c.State));
             var problem = Single(report, RepositoryObjectKind.Index);
             Assert.Equal(index, problem.Path);
             Assert.Contains("checksum", problem.Message);
@@ -80,8 +80,8 @@ public sealed class VerificationTests
         File.WriteAllBytes(index, IndexFile.Serialize(packs.ToDictionary(p => p.Key, p => (IReadOnlyList<PackEntry>)p.Value)));
 
         var report = t.VerifyAll();
-        Assert.Contains(report.Problems, p => p.Kind == RepositoryObjectKind.Index && p.Path == index && p.Message.Contains(packId));
-        Assert.DoesNotContain(report.Problems, p => p.Kind == RepositoryObjectKind.Pack);
+        Assert.Contains(report.Problems, p => p.ObjectKind == RepositoryObjectKind.Index && p.Path == index && p.Message.Contains(packId));
+        Assert.DoesNotContain(report.Problems, p => p.ObjectKind == RepositoryObjectKind.Pack);
         // The store reads those two blocks where that index says: as a restore would, verification finds them wrong.
         Assert.Contains(report.Checkpoints, c => c.CorruptBlocks > 0);
 
@@ -123,7 +123,7 @@ public sealed class VerificationTests
         var report = t.VerifyAll();
         var problem = Single(report, RepositoryObjectKind.Pack);
         Assert.Contains("checksum", problem.Message);
-        Assert.All(report.Checkpoints, c => Assert.Equal(VerificationStatus.Healthy, c.Status));
+        Assert.All(report.Checkpoints, c => Assert.Equal(VerificationStatus.Healthy, c.State));
         foreach (var (id, (disk, content)) in expected) Assert.Equal(content, t.Restore(id, disk));
     }
 
@@ -262,8 +262,8 @@ public sealed class VerificationTests
         new VerifyJob(t.Repository, catalog).Verify(t.Repository.ListCheckpoints(), readData: true);
         var jobs = catalog.GetJobs(_ => true).OrderBy(j => j.Start).ToList();
         Assert.Equal(new[] { "VerifyData", "VerifyData" }, jobs.Select(j => j.Kind));
-        Assert.Equal(JobResult.Succeeded, jobs[0].Result);
-        Assert.Equal(JobResult.Failed, jobs[1].Result);
+        Assert.Equal(JobResult.Succeeded, jobs[0].Outcome);
+        Assert.Equal(JobResult.Failed, jobs[1].Outcome);
         Assert.Contains("Index index/", jobs[1].Error);
         Assert.Empty(Directory.GetFiles(t.Layout.LocksDirectory));
     }

@@ -37,7 +37,7 @@ public sealed class ScheduledRunTests : IDisposable
     private ScheduleDefinition Schedule(params string[] vms) => new()
     {
         Name = "test-" + Guid.NewGuid().ToString("N").Substring(0, 8),
-        Kind = ScheduleKind.Checkpoint,
+        ScheduleKind = ScheduleKind.Checkpoint,
         VmNames = new(vms),
         Interval = TimeSpan.FromHours(1),
         Repository = _t.Repository.Path,
@@ -78,7 +78,7 @@ public sealed class ScheduledRunTests : IDisposable
 
         Assert.Contains("ghost", e.Message);
         Assert.Single(_t.Repository.ListCheckpoints("db01"));
-        var failed = Assert.Single(_catalog.GetJobs(j => j.Result == JobResult.Failed));
+        var failed = Assert.Single(_catalog.GetJobs(j => j.Outcome == JobResult.Failed));
         Assert.Equal("ghost", failed.VmName);
     }
 
@@ -92,7 +92,7 @@ public sealed class ScheduledRunTests : IDisposable
             Assert.Throws<ScheduleOverlapException>(() => Run().Execute(schedule, CancellationToken.None));
         }
         Assert.Empty(_t.Repository.ListCheckpoints("web01"));
-        Assert.Equal(JobResult.Failed, Assert.Single(_catalog.GetJobs()).Result);
+        Assert.Equal(JobResult.Failed, Assert.Single(_catalog.GetJobs()).Outcome);
     }
 
     [Fact]
@@ -110,7 +110,7 @@ public sealed class ScheduledRunTests : IDisposable
         Assert.Contains("-MaxDuration", e.Message);
         Assert.Empty(_t.Repository.ListCheckpoints("web02"));
         Assert.Empty(_t.Repository.ListCheckpoints("db01"));
-        var logged = _catalog.GetJobs(j => j.Result == JobResult.Failed && j.Kind == "Scheduled").Single();
+        var logged = _catalog.GetJobs(j => j.Outcome == JobResult.Failed && j.Kind == "Scheduled").Single();
         Assert.Contains("window", logged.Error);
 
         // Nothing left behind: the next run, with time enough, checkpoints all three.
@@ -147,7 +147,7 @@ public sealed class ScheduledRunTests : IDisposable
     [InlineData("00:00", new[] { DayOfWeek.Sunday }, "0 0 * * 0", "Sun *-*-* 00:00:00")]
     public void ATimeOfDayBecomesCronFieldsAndASystemdCalendar(string at, DayOfWeek[] days, string cron, string calendar)
     {
-        var s = new ScheduleDefinition { Name = "t", At = TimeSpan.Parse(at), DaysOfWeek = days.ToList() };
+        var s = new ScheduleDefinition { Name = "t", At = TimeSpan.Parse(at), DaysOfWeek = new VmCheckpoint.Core.Reporting.TextList(days.Select(d => d.ToString())) };
         s.Validate();
         Assert.Equal(cron, CronScheduler.TimeFields(s));
         Assert.Equal("OnCalendar=" + calendar, SystemdScheduler.TimerLines(s)[0]);

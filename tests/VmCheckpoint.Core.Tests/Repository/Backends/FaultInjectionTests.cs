@@ -121,7 +121,7 @@ public sealed class FaultInjectionTests
                 foreach (var f in temporaries) File.SetLastWriteTimeUtc(f, DateTime.UtcNow.AddDays(-2));
                 Assert.True(new Pruner(t.Repository).Reclaim(TimeSpan.Zero, CancellationToken.None).Completed, what);
                 Assert.Empty(Directory.GetFiles(t.Folder.Root, "*.tmp", SearchOption.AllDirectories));
-                Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.Status));
+                Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.State));
             }
         }
     }
@@ -174,7 +174,7 @@ public sealed class FaultInjectionTests
         Assert.Equal(FaultInjectingBackend.IoError, e.HResult);
         Assert.Empty(Directory.GetFiles(destination));
         Assert.IsNotType<BlockDamagedException>(Assert.ThrowsAny<IOException>(() => t.Verify(readData: true)));
-        Assert.All(t.Verify(readData: false), v => Assert.Equal(VerificationStatus.Healthy, v.Status)); // reads no pack
+        Assert.All(t.Verify(readData: false), v => Assert.Equal(VerificationStatus.Healthy, v.State)); // reads no pack
 
         s.Faults.FailReads = null;
         AssertReadsAsBefore(s);
@@ -250,7 +250,7 @@ public sealed class FaultInjectionTests
         var reclaimed = new Pruner(t.Repository).Reclaim(TimeSpan.Zero, CancellationToken.None);
         Assert.True(reclaimed.Completed);
         Assert.Equal(s.SecondContent, t.Restore(second.Id, "disk"));
-        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.Status));
+        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.State));
     }
 
     private static string[] Temporaries(TestRepository t) =>
@@ -289,7 +289,7 @@ public sealed class FaultInjectionTests
     {
         var t = s.T;
         Assert.Contains(t.Repository.ListCheckpoints(), f => f.Id == s.FirstId);
-        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.Status));
+        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.State));
         Assert.Equal(s.FirstContent, t.Restore(s.FirstId, "disk"));
     }
 
@@ -299,6 +299,6 @@ public sealed class FaultInjectionTests
         var next = t.Checkpoint("vm", s.Image);
         Assert.Equal(s.FirstId, next.ParentId);
         Assert.Equal(s.SecondContent, t.Restore(next.Id, "disk"));
-        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.Status));
+        Assert.All(t.Verify(readData: true), v => Assert.Equal(VerificationStatus.Healthy, v.State));
     }
 }
