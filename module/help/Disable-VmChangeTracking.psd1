@@ -6,7 +6,7 @@
         DiskPath      = 'qcow2 image files checkpointed with Invoke-VmCheckpoint -DiskPath (wildcards expand): their vmcheckpoint-* bitmaps are removed (with qemu-img).'
         ConnectionUri = 'The libvirt host (qemu:///system by default).'
         Hypervisor    = 'The VMs'' hypervisor: Libvirt (the default) or HyperV.'
-        ComputerName  = 'With -Hypervisor HyperV: the Hyper-V host (this computer by default).'
+        ComputerName  = 'With -Hypervisor HyperV: the Hyper-V hosts, one or several (this computer by default). A host that cannot be reached is a non-terminating error and the others are still done.'
         Credential   = 'With -Hypervisor HyperV and -ComputerName: the account for the remote Hyper-V host (Get-Credential). Its Hyper-V commands get -Credential and its CIM calls (Resilient Change Tracking) one CIM session opened with it.'
         Repository    = 'Not used: nothing in the repository changes.'
         CatalogPath   = 'Not used: nothing in the catalog changes.'

@@ -56,7 +56,7 @@ namespace VmCheckpoint.PowerShell
 
         [Parameter(ParameterSetName = VmSet)]
         [ValidateNotNullOrEmpty]
-        public string? ComputerName { get; set; }
+        public string[]? ComputerName { get; set; }
 
         /// <summary>With -Hypervisor HyperV and -ComputerName: the account for the remote host (Hyper-V commands and a CIM session).</summary>
         [Parameter(ParameterSetName = VmSet)]
@@ -66,7 +66,7 @@ namespace VmCheckpoint.PowerShell
 
         protected override PSCredential? HostCredential => Credential == PSCredential.Empty ? null : Credential;
 
-        private IHypervisor? _hypervisor;
+        private readonly Dictionary<string, IHypervisor> _hypervisors = new Dictionary<string, IHypervisor>(StringComparer.OrdinalIgnoreCase);
 
         protected override void ProcessRecord()
         {
@@ -101,25 +101,35 @@ namespace VmCheckpoint.PowerShell
 
         private void UntrackVms()
         {
-            string? location = HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName);
-            try
+            var locations = HostLocationsOf(Hypervisor, ConnectionUri, ComputerName);
+            foreach (var location in locations)
             {
-                _hypervisor ??= ConnectHypervisor(Hypervisor, location);
-            }
-            catch (Exception e) when (!(e is PipelineStoppedException))
-            {
-                ThrowTerminatingError(ToErrorRecord(e, "Connect", location));
-            }
-            foreach (var vm in VmNamePattern.Expand(Name, _hypervisor!.ListVms))
-            {
-                try
+                if (!_hypervisors.TryGetValue(location ?? "", out var hypervisor))
                 {
-                    var items = _hypervisor.ChangeTracking(vm, remove: false);
-                    Finish(vm, _hypervisor.Host, items, () => _hypervisor.ChangeTracking(vm, remove: true));
+                    try
+                    {
+                        hypervisor = ConnectHypervisor(Hypervisor, location);
+                        _hypervisors[location ?? ""] = hypervisor;
+                    }
+                    catch (Exception e) when (!(e is PipelineStoppedException))
+                    {
+                        // One host of several unreachable: say so and go on with the others (as Get-VM -ComputerName does).
+                        if (locations.Count == 1) ThrowTerminatingError(ToErrorRecord(e, "Connect", location));
+                        WriteError(ToErrorRecord(e, "Connect", location));
+                        continue;
+                    }
                 }
-                catch (Exception e) when (!(e is PipelineStoppedException))
+                foreach (var vm in VmNamePattern.Expand(Name, hypervisor.ListVms))
                 {
-                    WriteError(ToErrorRecord(e, "DisableChangeTracking", vm));
+                    try
+                    {
+                        var items = hypervisor.ChangeTracking(vm, remove: false);
+                        Finish(vm, hypervisor.Host, items, () => hypervisor.ChangeTracking(vm, remove: true));
+                    }
+                    catch (Exception e) when (!(e is PipelineStoppedException))
+                    {
+                        WriteError(ToErrorRecord(e, "DisableChangeTracking", vm));
+                    }
                 }
             }
         }
@@ -138,7 +148,7 @@ namespace VmCheckpoint.PowerShell
 
         protected override void EndProcessing()
         {
-            _hypervisor?.Dispose();
+            foreach (var hypervisor in _hypervisors.Values) hypervisor.Dispose();
             base.EndProcessing();
         }
     }

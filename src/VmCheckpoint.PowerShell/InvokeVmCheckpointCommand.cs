@@ -156,11 +156,7 @@ namespace VmCheckpoint.PowerShell
             }
         }
 
-        /// <summary>Where the VMs are: the libvirt URI, or each Hyper-V computer named (null: this one).</summary>
-        private IReadOnlyList<string?> HostLocations =>
-            ComputerName is { Length: > 0 } && HypervisorNames.IsHyperV(Hypervisor)
-                ? ComputerName.Distinct(StringComparer.OrdinalIgnoreCase).Select(c => HypervisorNames.HostLocation(Hypervisor, ConnectionUri, c)).ToList()
-                : new List<string?> { HypervisorNames.HostLocation(Hypervisor, ConnectionUri, null) };
+        private IReadOnlyList<string?> HostLocations => HostLocationsOf(Hypervisor, ConnectionUri, ComputerName);
 
         private void CheckpointVms()
         {

@@ -1,12 +1,14 @@
 using System.Collections.Concurrent;
 using System.Collections.Generic;
 using System.IO;
+using System.Linq;
 using System.Management.Automation;
 using System.Threading.Tasks;
 using System.Threading;
 using System;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Hypervisors;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository;
@@ -213,6 +215,12 @@ namespace VmCheckpoint.PowerShell
 
         /// <summary>The account for remote Hyper-V hosts (a cmdlet's -Credential); null: the current user's.</summary>
         protected virtual PSCredential? HostCredential => null;
+
+        /// <summary>Where the VMs are: the libvirt URI, or each Hyper-V computer named (null: this one).</summary>
+        protected static IReadOnlyList<string?> HostLocationsOf(string hypervisor, string connectionUri, string[]? computerNames) =>
+            computerNames is { Length: > 0 } && HypervisorNames.IsHyperV(hypervisor)
+                ? computerNames.Distinct(StringComparer.OrdinalIgnoreCase).Select(c => HypervisorNames.HostLocation(hypervisor, connectionUri, c)).ToList()
+                : new List<string?> { HypervisorNames.HostLocation(hypervisor, connectionUri, null) };
 
         /// <summary>Connects to a hypervisor host (see <see cref="Connector"/>).</summary>
         protected Core.Hypervisors.IHypervisor ConnectHypervisor(string hypervisor, string? location) => Connector.Connect(hypervisor, location);

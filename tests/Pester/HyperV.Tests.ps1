@@ -296,6 +296,15 @@ Describe 'Several Hyper-V hosts, and a host that needs an account (stand-in)' {
         $c.VmName | Should -Be @('hv-east')
         "$failures" | Should -BeLike '*permission*hv-west-host*'
     }
+
+    It 'removes the reference points of VMs on several hosts in one call' {
+        $r = @(Disable-VmChangeTracking -Hypervisor HyperV -Name hv-* -ComputerName hv-east-host, hv-west-host -Credential $ops -Confirm:$false)
+        ($r.Host | Sort-Object) | Should -Be @('hv-east-host', 'hv-west-host')
+        $r.Removed | Should -Be @($true, $true)
+        $id = (Get-VM -Name hv-west -ComputerName hv-west-host -Credential $ops).Id
+        $session = New-CimSession -ComputerName hv-west-host -Credential $ops
+        @(Get-CimInstance -CimSession $session -Namespace root/virtualization/v2 -ClassName Msvm_VirtualSystemReferencePoint -Filter "VirtualSystemIdentifier='$id'").Count | Should -Be 0
+    }
 }
 
 Describe 'Hyper-V and libvirt VMs in one repository' {
