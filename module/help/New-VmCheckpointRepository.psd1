@@ -7,6 +7,7 @@ In S3 (Amazon S3, Ceph''s radosgw, MinIO...), give s3://bucket/prefix: the bucke
 The block size is fixed for the life of the repository: blocks are deduplicated across every disk and VM that share it.'
     Parameters  = @{
         Path      = 'The folder to create the repository in (it must not exist or be empty), or s3://bucket/prefix (the prefix must hold no object; a missing bucket is created).'
+        RetainDays = 'S3 only: days every pack and manifest is kept from deletion by S3 Object Lock, in compliance mode (nobody, the bucket''s owner included, deletes them before). The bucket must have Object Lock: a bucket that does not exist yet is created with it; one without it is refused. Remove-VmCheckpoint leaves retained checkpoints in place with a warning, and reclaiming never tries to delete a retained pack.'
         BlockSize = 'Bytes per block, a power of two from 64 KiB to 16 MiB. The default, 1 MiB, is explained in docs/repository-format.md.'
         WhatIf    = 'Shows what would be created without creating it.'
         Confirm   = 'Asks for confirmation first.'

@@ -17,13 +17,18 @@ namespace VmCheckpoint.PowerShell
         [ValidateRange(RepositoryConfig.MinBlockSize, RepositoryConfig.MaxBlockSize)]
         public int BlockSize { get; set; } = RepositoryConfig.DefaultBlockSize;
 
+        /// <summary>S3 only: days every pack and manifest is kept from deletion by S3 Object Lock (compliance mode).</summary>
+        [Parameter]
+        [ValidateRange(1, RepositoryConfig.MaxRetainDays)]
+        public int RetainDays { get; set; }
+
         protected override void ProcessRecord()
         {
             var path = VmCheckpointCmdlet.ResolveRepository(SessionState, Path);
             if (!ShouldProcess(path, "Create VmCheckpoint repository")) return;
             try
             {
-                var repository = CheckpointRepository.Create(path, BlockSize);
+                var repository = CheckpointRepository.Create(path, BlockSize, RetainDays);
                 var result = new PSObject(repository.Config);
                 result.Properties.Add(new PSNoteProperty("Path", repository.Path));
                 WriteObject(result);
@@ -33,6 +38,7 @@ namespace VmCheckpoint.PowerShell
                 var category = e is System.ArgumentException ? ErrorCategory.InvalidArgument
                     : e is System.UnauthorizedAccessException ? ErrorCategory.PermissionDenied
                     : e is Core.Repository.Backends.LocationNotEmptyException ? ErrorCategory.ResourceExists
+                    : e is System.InvalidOperationException ? ErrorCategory.InvalidOperation
                     : e is System.IO.IOException ? ErrorCategory.ResourceUnavailable
                     : ErrorCategory.ResourceExists;
                 ThrowTerminatingError(new ErrorRecord(e, "NewRepository." + e.GetType().Name.Replace("Exception", ""), category, path));

@@ -191,6 +191,67 @@ Describe 'Reclaiming space in the bucket' {
     }
 }
 
+Describe 'Immutable checkpoints: a bucket with S3 Object Lock and -RetainDays' {
+    BeforeAll {
+        # A bucket of its own, made by New-VmCheckpointRepository with Object Lock. Compliance mode: nobody deletes what
+        # it wrote for a day, this test's cleanup included; the image is small so that what stays in Ceph is too.
+        $script:lockedBucket = 'vmckpt-lock-' + [guid]::NewGuid().ToString('N').Substring(0, 10)
+        $script:lockedRepo = "s3://$lockedBucket/repo"
+        $script:small = New-TestImage -Path (Join-Path $work 'small.qcow2') -Size 4MB -Offsets 0, 2MB -Seed 41
+        $config = [Amazon.S3.AmazonS3Config]::new()
+        $config.ServiceURL = $env:AWS_ENDPOINT_URL
+        $config.ForcePathStyle = $true
+        $config.RequestChecksumCalculation = 'WHEN_REQUIRED'
+        $script:client = [Amazon.S3.AmazonS3Client]::new($env:AWS_ACCESS_KEY_ID, $env:AWS_SECRET_ACCESS_KEY, $config)
+        function script:Get-Head([string] $Key) {
+            $client.GetObjectMetadataAsync([Amazon.S3.Model.GetObjectMetadataRequest]@{ BucketName = $lockedBucket; Key = "repo/$Key" }).GetAwaiter().GetResult()
+        }
+    }
+
+    It 'refuses -RetainDays on a bucket without Object Lock, and on a folder, writing nothing' {
+        { New-VmCheckpointRepository -Path "s3://$bucket/unlocked" -RetainDays 1 -ErrorAction Stop } | Should -Throw -ErrorId 'NewRepository.InvalidOperation*' -ExpectedMessage "*$bucket*Object Lock*"
+        @(Get-S3Objects "s3://$bucket/unlocked").Count | Should -Be 0
+        $folder = Join-Path $work 'lockfolder'
+        { New-VmCheckpointRepository -Path $folder -RetainDays 1 -ErrorAction Stop } | Should -Throw -ErrorId 'NewRepository.Argument*' -ExpectedMessage '*S3 Object Lock*'
+        Test-Path (Join-Path $folder 'vmcheckpoint-repository.json') | Should -BeFalse
+    }
+
+    It 'writes packs and manifests retained in compliance mode for the days given' {
+        $r = New-VmCheckpointRepository -Path $lockedRepo -RetainDays 1
+        $r.RetainDays | Should -Be 1
+        $script:kept = Invoke-VmCheckpoint -Name locked -DiskPath $small -Repository $lockedRepo
+        $objects = @(Get-S3Objects $lockedRepo)
+        $retained = $objects | Where-Object { $_.Key -like 'packs/*' -or $_.Key -like 'checkpoints/*' }
+        @($retained).Count | Should -BeGreaterOrEqual 2
+        foreach ($o in $retained) {
+            $head = Get-Head $o.Key
+            "$($head.ObjectLockMode)" | Should -Be 'COMPLIANCE'
+            $head.ObjectLockRetainUntilDate.ToUniversalTime() | Should -BeGreaterThan ([datetime]::UtcNow.AddHours(23))
+        }
+        # Index files are rewritten by reclaiming: never retained.
+        "$((Get-Head ($objects | Where-Object Key -like 'index/*' | Select-Object -First 1).Key).ObjectLockMode)" | Should -BeNullOrEmpty
+    }
+
+    It 'is kept from deletion by Ceph itself, whatever a client asks' {
+        $pack = (Get-S3Objects $lockedRepo | Where-Object Key -like 'packs/*' | Select-Object -First 1).Key
+        $version = (Get-Head $pack).VersionId
+        { $client.DeleteObjectAsync([Amazon.S3.Model.DeleteObjectRequest]@{ BucketName = $lockedBucket; Key = "repo/$pack"; VersionId = $version }).GetAwaiter().GetResult() } |
+            Should -Throw '*object lock*'
+    }
+
+    It 'leaves a retained checkpoint and its blocks in place on removal, saying until when, and it still restores' {
+        $result = Remove-VmCheckpoint -Id $kept.Id -Repository $lockedRepo -Confirm:$false -WarningVariable warned -WarningAction SilentlyContinue
+        $result.RemovedIds | Should -BeNullOrEmpty
+        $result.RetainedIds | Should -Be $kept.Id
+        "$warned" | Should -BeLike "*$($kept.Id)*Object Lock until*"
+        $result.Reclaim.Completed | Should -BeTrue
+        (Get-VmCheckpoint -Name locked -Repository $lockedRepo).Id | Should -Be $kept.Id
+        $r = Restore-VmCheckpoint -Name locked -Destination (Join-Path $work 'locked-restored') -Repository $lockedRepo
+        Test-SameImage $small $r.Path | Should -BeTrue
+        (Test-VmCheckpoint -Repository $lockedRepo -ReadData).Status | Should -Be 'Healthy'
+    }
+}
+
 Describe 'Keys, region and endpoint from a shared AWS profile, as a scheduled run has them' {
     It 'reads the repository with no AWS_* variable set' {
         $aws = Join-Path $work 'aws'

@@ -12,6 +12,8 @@ namespace VmCheckpoint.Core.Jobs
     public sealed class RemoveResult
     {
         public Reporting.TextList RemovedIds { get; set; } = new Reporting.TextList();
+        /// <summary>Checkpoints left in place because S3 Object Lock still keeps them (each also a warning).</summary>
+        public Reporting.TextList RetainedIds { get; set; } = new Reporting.TextList();
         public ReclaimResult? Reclaim { get; set; }
     }
 
@@ -72,7 +74,16 @@ namespace VmCheckpoint.Core.Jobs
                 foreach (var file in checkpoints)
                 {
                     cancellationToken.ThrowIfCancellationRequested();
-                    _repository.DeleteCheckpoint(file);
+                    try
+                    {
+                        _repository.DeleteCheckpoint(file);
+                    }
+                    catch (CheckpointRetainedException e)
+                    {
+                        Reporter.Warning(e.Message);
+                        result.RetainedIds.Add(file.Id);
+                        continue;
+                    }
                     _catalog?.RemoveCheckpoint(_repository.Id, file.Id);
                     result.RemovedIds.Add(file.Id);
                     Reporter.Verbose($"Removed checkpoint {file.Id} of {file.Time:u}.");

@@ -61,18 +61,25 @@ namespace VmCheckpoint.Core.Repository
         public int BlockSize => Config.BlockSize;
 
         /// <summary>Creates a repository in a folder or share, or in S3 (<c>s3://bucket/prefix</c>: <see cref="RepositoryBackends"/>).</summary>
-        public static CheckpointRepository Create(string path, int blockSize = RepositoryConfig.DefaultBlockSize)
-            => Create(RepositoryBackends.For(path), blockSize);
+        /// <param name="retainDays">S3 only: days each pack and manifest is kept from deletion by Object Lock (0: none).</param>
+        public static CheckpointRepository Create(string path, int blockSize = RepositoryConfig.DefaultBlockSize, int retainDays = 0)
+            => Create(RepositoryBackends.For(path), blockSize, retainDays);
 
-        internal static CheckpointRepository Create(IRepositoryBackend backend, int blockSize = RepositoryConfig.DefaultBlockSize)
+        internal static CheckpointRepository Create(IRepositoryBackend backend, int blockSize = RepositoryConfig.DefaultBlockSize, int retainDays = 0)
         {
             if (!RepositoryConfig.IsValidBlockSize(blockSize))
                 throw new ArgumentOutOfRangeException(nameof(blockSize), $"The block size must be a power of two between {RepositoryConfig.MinBlockSize} and {RepositoryConfig.MaxBlockSize} bytes.");
+            if (retainDays < 0 || retainDays > RepositoryConfig.MaxRetainDays)
+                throw new ArgumentOutOfRangeException(nameof(retainDays), $"-RetainDays must be between 1 and {RepositoryConfig.MaxRetainDays}.");
             var layout = new RepositoryLayout(backend);
+            if (retainDays > 0 && !(backend is S3Backend))
+                throw new ArgumentException($"-RetainDays keeps objects with S3 Object Lock, which {layout.Root} does not have: give an s3:// repository, or leave -RetainDays out (protect a share with its own snapshots or WORM settings).", nameof(retainDays));
             if (backend.GetInfo(RepositoryLayout.ConfigName) != null)
                 throw new LocationNotEmptyException($"{layout.Root} already holds a VmCheckpoint repository.");
+            if (retainDays > 0) ((S3Backend)backend).RequireObjectLock();
             backend.CreateLocation(RepositoryLayout.Prefixes);
-            var config = new RepositoryConfig { Id = Hex.Random(16), BlockSize = blockSize, Created = DateTime.UtcNow };
+            var config = new RepositoryConfig { Id = Hex.Random(16), BlockSize = blockSize, Created = DateTime.UtcNow, RetainDays = retainDays };
+            ApplyRetention(backend, config);
             // The configuration goes last: a location without it is not (yet) a repository.
             backend.Put(RepositoryLayout.ConfigName, config.Serialize());
             return new CheckpointRepository(layout, config);
@@ -110,7 +117,15 @@ namespace VmCheckpoint.Core.Repository
             {
                 throw new RepositoryNotFoundException($"{layout.Root} is not a VmCheckpoint repository (no {RepositoryLayout.ConfigName}); create one with New-VmCheckpointRepository.", unreachable: false);
             }
-            return new CheckpointRepository(layout, RepositoryConfig.Parse(content, backend.Locate(RepositoryLayout.ConfigName)));
+            var config = RepositoryConfig.Parse(content, backend.Locate(RepositoryLayout.ConfigName));
+            ApplyRetention(backend, config);
+            return new CheckpointRepository(layout, config);
+        }
+
+        /// <summary>Every writer of a repository with retention writes its packs and manifests retained.</summary>
+        private static void ApplyRetention(IRepositoryBackend backend, RepositoryConfig config)
+        {
+            if (config.RetainDays > 0 && backend is S3Backend s3) s3.RetainFor = TimeSpan.FromDays(config.RetainDays);
         }
 
         /// <summary>Every checkpoint file, without reading them.</summary>
@@ -178,6 +193,8 @@ namespace VmCheckpoint.Core.Repository
 
         internal void DeleteCheckpoint(CheckpointFile file)
         {
+            if (Config.RetainDays > 0 && Backend.GetInfo(file.Name) is { } info && info.IsRetained(DateTime.UtcNow))
+                throw new CheckpointRetainedException($"Checkpoint {file.Id} of {file.Time:u} is kept by S3 Object Lock until {info.RetainUntilUtc:u} (the repository's -RetainDays {Config.RetainDays}); it can be removed after that.", file.Id);
             Backend.Delete(file.Name);
         }
 

@@ -17,6 +17,8 @@ namespace VmCheckpoint.Core.Repository
         public int PacksRewritten { get; set; }
         public int BlocksRemoved { get; set; }
         public long BytesReclaimed { get; set; }
+        /// <summary>Packs with no (or few) used blocks left alone because S3 Object Lock still keeps them.</summary>
+        public int PacksRetained { get; set; }
     }
 
     /// <summary>
@@ -101,6 +103,23 @@ namespace VmCheckpoint.Core.Repository
                 if (live == 0) delete.Add(pack.Key);
                 else if (total - live >= RewriteThreshold * total) rewrite.Add(pack.Key);
                 else keep[pack.Key] = pack.Value;
+            }
+
+            // Never try to delete what the store still keeps (Object Lock): such a pack stays whole, as it is, and
+            // listed, until a reclaim after its retention ends.
+            if (_repository.Config.RetainDays > 0)
+            {
+                var now = DateTime.UtcNow;
+                foreach (var id in delete.Concat(rewrite).ToList())
+                {
+                    if (backend.GetInfo(layout.PackName(id)) is { } info && info.IsRetained(now))
+                    {
+                        delete.Remove(id);
+                        rewrite.Remove(id);
+                        keep[id] = packs[id];
+                        result.PacksRetained++;
+                    }
+                }
             }
 
             // Copy live blocks of mostly-empty packs into new packs (read back and checked like any block).

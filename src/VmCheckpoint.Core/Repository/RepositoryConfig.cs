@@ -21,6 +21,12 @@ namespace VmCheckpoint.Core.Repository
         public string Id { get; set; } = "";
         public int BlockSize { get; set; } = DefaultBlockSize;
         public DateTime Created { get; set; }
+        /// <summary>
+        /// Days every pack and manifest is kept from deletion by S3 Object Lock once written (0: none). Written only
+        /// when set, so that configurations without it stay byte for byte as before.
+        /// </summary>
+        public int RetainDays { get; set; }
+        public const int MaxRetainDays = 36500;
 
         private const string ChecksumKey = "checksum";
         private static readonly string ChecksumPlaceholder = new string('0', 64);
@@ -39,8 +45,9 @@ namespace VmCheckpoint.Core.Repository
                 ["hash"] = "sha256",
                 ["compression"] = "zstd",
                 ["created"] = Created.ToUniversalTime().ToString("o"),
-                [ChecksumKey] = ChecksumPlaceholder,
             };
+            if (RetainDays > 0) doc["retainDays"] = RetainDays;
+            doc[ChecksumKey] = ChecksumPlaceholder;
             var text = JsonSerializer.Serialize(doc, indent: true);
             return Encoding.UTF8.GetBytes(text.Replace(Quoted(ChecksumPlaceholder), Quoted(Checksum(Encoding.UTF8.GetBytes(text)))));
         }
@@ -96,7 +103,8 @@ namespace VmCheckpoint.Core.Repository
                     BlockSize = doc["blockSize"].AsInt32,
                     Created = DateTime.Parse(doc["created"].AsString, null, System.Globalization.DateTimeStyles.RoundtripKind).ToUniversalTime(),
                 };
-                if (config.Id.Length != 32 || !IsValidBlockSize(config.BlockSize))
+                if (doc.ContainsKey("retainDays")) config.RetainDays = doc["retainDays"].AsInt32;
+                if (config.Id.Length != 32 || !IsValidBlockSize(config.BlockSize) || config.RetainDays < 0 || config.RetainDays > MaxRetainDays)
                     throw new InvalidDataException($"{source}: id or block size is not valid.");
                 return config;
             }

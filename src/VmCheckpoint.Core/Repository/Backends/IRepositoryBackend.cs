@@ -121,11 +121,12 @@ namespace VmCheckpoint.Core.Repository.Backends
     /// <summary>An object as a backend knows it.</summary>
     internal sealed class ObjectInfo
     {
-        public ObjectInfo(string name, long? length, DateTime? lastModifiedUtc)
+        public ObjectInfo(string name, long? length, DateTime? lastModifiedUtc, DateTime? retainUntilUtc = null)
         {
             Name = name;
             Length = length;
             LastModifiedUtc = lastModifiedUtc;
+            RetainUntilUtc = retainUntilUtc;
         }
 
         public string Name { get; }
@@ -139,6 +140,15 @@ namespace VmCheckpoint.Core.Repository.Backends
 
         /// <summary>As <see cref="Length"/>.</summary>
         public DateTime? LastModifiedUtc { get; }
+
+        /// <summary>
+        /// Until when the store refuses to delete the object (S3 Object Lock retention), or null: given by
+        /// <see cref="IRepositoryBackend.GetInfo"/> of a backend that has retention, never by a listing.
+        /// </summary>
+        public DateTime? RetainUntilUtc { get; }
+
+        /// <summary>Whether the store still refuses to delete the object at <paramref name="nowUtc"/>.</summary>
+        public bool IsRetained(DateTime nowUtc) => RetainUntilUtc.HasValue && RetainUntilUtc.Value > nowUtc;
 
         public override string ToString() => Name;
     }

@@ -109,6 +109,45 @@ namespace VmCheckpoint.Core.Repository.Backends
                 throw new LocationNotEmptyException($"{Location} is not empty; a repository needs a prefix of its own (another s3://{Where.Bucket}/prefix, or an empty bucket).");
         }
 
+        /// <summary>
+        /// How long packs and manifests are kept from deletion by S3 Object Lock (compliance mode: nobody, not even
+        /// the bucket's owner, deletes them before); null: no retention. Set from the repository's configuration.
+        /// </summary>
+        internal TimeSpan? RetainFor { get; set; }
+
+        /// <summary>Packs and manifests are retained: what a checkpoint restores from. Index files and locks are rewritten and deleted by design.</summary>
+        private DateTime? RetainUntil(string name) =>
+            RetainFor is TimeSpan period && (name.StartsWith(RepositoryLayout.PacksPrefix, StringComparison.Ordinal) || name.StartsWith(RepositoryLayout.CheckpointsPrefix, StringComparison.Ordinal))
+                ? DateTime.UtcNow + period
+                : (DateTime?)null;
+
+        /// <summary>
+        /// Checks that the bucket has S3 Object Lock enabled, creating it with Object Lock when it does not exist yet.
+        /// A bucket without it cannot get it afterwards on most stores: the error says to use another bucket.
+        /// </summary>
+        internal void RequireObjectLock()
+        {
+            if (!LocationExists())
+                Call("create the bucket", S3Location.Scheme + Where.Bucket, () => _client.PutBucketAsync(new PutBucketRequest { BucketName = Where.Bucket, ObjectLockEnabledForBucket = true }));
+            GetObjectLockConfigurationResponse? answer = null;
+            try
+            {
+                answer = Call("read the Object Lock configuration of", S3Location.Scheme + Where.Bucket, () => _client.GetObjectLockConfigurationAsync(new GetObjectLockConfigurationRequest { BucketName = Where.Bucket }));
+            }
+            catch (IOException)
+            {
+                // No configuration at all: Object Lock is off (S3 answers ObjectLockConfigurationNotFoundError).
+            }
+            if (answer?.ObjectLockConfiguration?.ObjectLockEnabled != ObjectLockEnabled.Enabled)
+                throw new InvalidOperationException($"The bucket {Where.Bucket} does not have S3 Object Lock enabled, so -RetainDays cannot keep anything from deletion. " +
+                    "Object Lock is chosen when a bucket is created: give a new bucket (VmCheckpoint creates it with Object Lock), or create one with it (aws s3api create-bucket --object-lock-enabled-for-bucket).");
+        }
+
+        private static string Md5Base64(byte[] content, int length)
+        {
+            using (var md5 = System.Security.Cryptography.MD5.Create()) return Convert.ToBase64String(md5.ComputeHash(content, 0, length));
+        }
+
         public void Put(string name, byte[] content) => PutWhole(name, content, content.Length);
 
         private void PutWhole(string name, byte[] content, int length)
@@ -123,6 +162,12 @@ namespace VmCheckpoint.Core.Repository.Backends
                 IfNoneMatch = "*",
                 UseChunkEncoding = false, // one signature over the whole body: the plainest form every gateway takes
             };
+            if (RetainUntil(name) is DateTime until)
+            {
+                request.ObjectLockMode = ObjectLockMode.Compliance;
+                request.ObjectLockRetainUntilDate = until;
+                request.MD5Digest = Md5Base64(content, length); // S3 wants Content-MD5 with a retention
+            }
             try
             {
                 Call("write", Locate(name), () => _client.PutObjectAsync(request));
@@ -161,7 +206,7 @@ namespace VmCheckpoint.Core.Repository.Backends
             try
             {
                 var head = Call("read", Locate(name), () => _client.GetObjectMetadataAsync(new GetObjectMetadataRequest { BucketName = Where.Bucket, Key = key }));
-                return new ObjectInfo(name, head.ContentLength, head.LastModified?.ToUniversalTime());
+                return new ObjectInfo(name, head.ContentLength, head.LastModified?.ToUniversalTime(), head.ObjectLockRetainUntilDate?.ToUniversalTime());
             }
             catch (S3ObjectMissingException)
             {
@@ -195,9 +240,31 @@ namespace VmCheckpoint.Core.Repository.Backends
             try
             {
                 Call("delete", Locate(name), () => _client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = Where.Bucket, Key = key }));
+                if (RetainFor.HasValue) DeleteOlderVersions(name, key);
             }
             catch (S3ObjectMissingException)
             {
+            }
+        }
+
+        /// <summary>
+        /// An Object Lock bucket keeps versions: a plain DELETE only hides the object behind a delete marker and frees
+        /// nothing. Once its retention is over (the caller checks), every version of the key goes, marker included.
+        /// </summary>
+        private void DeleteOlderVersions(string name, string key)
+        {
+            var request = new ListVersionsRequest { BucketName = Where.Bucket, Prefix = key };
+            while (true)
+            {
+                var page = Call("list the versions of", Locate(name), () => _client.ListVersionsAsync(request));
+                foreach (var v in page.Versions ?? new List<S3ObjectVersion>())
+                {
+                    if (!string.Equals(v.Key, key, StringComparison.Ordinal)) continue;
+                    Call("delete", Locate(name), () => _client.DeleteObjectAsync(new DeleteObjectRequest { BucketName = Where.Bucket, Key = key, VersionId = v.VersionId }));
+                }
+                if (page.IsTruncated != true) return;
+                request.KeyMarker = page.NextKeyMarker;
+                request.VersionIdMarker = page.NextVersionIdMarker;
             }
         }
 
@@ -471,7 +538,13 @@ namespace VmCheckpoint.Core.Repository.Backends
                 if (_uploadId is null)
                 {
                     var started = _backend.Call("start writing", Where, () => _backend._client.InitiateMultipartUploadAsync(
-                        new InitiateMultipartUploadRequest { BucketName = _backend.Where.Bucket, Key = _key }));
+                        new InitiateMultipartUploadRequest
+                        {
+                            BucketName = _backend.Where.Bucket,
+                            Key = _key,
+                            ObjectLockMode = _backend.RetainUntil(_name).HasValue ? ObjectLockMode.Compliance : null,
+                            ObjectLockRetainUntilDate = _backend.RetainUntil(_name),
+                        }));
                     _uploadId = started.UploadId;
                 }
                 var part = _buffer;
@@ -493,6 +566,7 @@ namespace VmCheckpoint.Core.Repository.Backends
                             PartNumber = number,
                             InputStream = new MemoryStream(part, 0, length, writable: false),
                             UseChunkEncoding = false,
+                            MD5Digest = _backend.RetainFor.HasValue ? Md5Base64(part, length) : null,
                         }).ConfigureAwait(false);
                         return new PartETag(number, response.ETag);
                     }
