@@ -19,14 +19,8 @@ Set-StrictMode -Version 3.0
 $module = (Resolve-Path $ModulePath).Path
 Import-Module (Join-Path $PSScriptRoot '../tests/Pester/TestHelpers.psm1') -Force
 Import-Module $module -Force
-& bash (Join-Path $PSScriptRoot '../tests/hosts/start-libvirt.sh') | Out-Null
-New-Item -ItemType Directory $WorkPath -Force | Out-Null
-& chmod 755 $WorkPath
-$env:VMCHECKPOINT_CATALOG = Join-Path $WorkPath 'catalog.db'
-$repo = Join-Path $WorkPath 'repo'
-New-VmCheckpointRepository -Path $repo | Out-Null
-$guest = Join-Path $WorkPath 'guest'
-& bash (Join-Path $PSScriptRoot '../tests/hosts/guest/build-guest.sh') $guest | Out-Null
+$WorkPath, $repo, $null = Initialize-LibvirtTestBed -Path $WorkPath
+$guest = Build-TestGuest (Join-Path $WorkPath 'guest')
 $name = 'inst-bench-' + [guid]::NewGuid().ToString('N').Substring(0, 6)
 $disk = Join-Path $WorkPath 'disk.qcow2'
 & qemu-img create -q -f qcow2 $disk "$($DiskGiB)G"

@@ -36,17 +36,7 @@ namespace VmCheckpoint.PowerShell
         protected override void ProcessRecord()
         {
             var repository = OpenSynchronized();
-            CheckpointInfo chosen;
-            CheckpointFile file;
-            try
-            {
-                (chosen, file) = CheckpointSelector.Select(Catalog, repository, Name, Id);
-            }
-            catch (Exception e) when (e is CheckpointNotFoundException || e is AmbiguousCheckpointIdException)
-            {
-                WriteError(ToErrorRecord(e, "Mount", Id ?? Name));
-                return;
-            }
+            if (!(SelectCheckpoint(repository, Name, Id, "Mount") is var (chosen, file))) return;
             string path = ResolvePath(Path);
             if (!ShouldProcess(path, $"Mount the file systems of {chosen.VmName} checkpoint {chosen.Id} of {chosen.Time:u} read-only")) return;
             try

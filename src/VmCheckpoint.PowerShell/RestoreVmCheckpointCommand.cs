@@ -97,17 +97,7 @@ namespace VmCheckpoint.PowerShell
         protected override void ProcessRecord()
         {
             var repository = OpenSynchronized();
-            CheckpointInfo chosen;
-            CheckpointFile file;
-            try
-            {
-                (chosen, file) = CheckpointSelector.Select(Catalog, repository, Name, Id);
-            }
-            catch (Exception e) when (e is CheckpointNotFoundException || e is AmbiguousCheckpointIdException)
-            {
-                WriteError(ToErrorRecord(e, "Restore", Id ?? Name));
-                return;
-            }
+            if (!(SelectCheckpoint(repository, Name, Id, "Restore") is var (chosen, file))) return;
             string hypervisor = Core.Hypervisors.HypervisorNames.Canonical(Hypervisor ?? chosen.Hypervisor);
             bool register = Register || Start || ResumeMemory || Instant || NewName != null;
             string? location = Core.Hypervisors.HypervisorNames.HostLocation(hypervisor, ConnectionUri, ComputerName);

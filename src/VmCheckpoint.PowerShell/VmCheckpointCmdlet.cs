@@ -229,6 +229,23 @@ namespace VmCheckpoint.PowerShell
         /// Maps Core's exceptions to categorized error records. The ErrorId is "&lt;operation&gt;.&lt;failure&gt;", both
         /// literal: scripts may match on them across versions (FullyQualifiedErrorId).
         /// </summary>
+        /// <summary>
+        /// The checkpoint a cmdlet works on: <paramref name="id"/>, or the newest of <paramref name="vmName"/>. One that is
+        /// not there, or an id prefix that several match, is a non-terminating error (null), so a pipeline goes on.
+        /// </summary>
+        protected (CheckpointInfo Info, CheckpointFile File)? SelectCheckpoint(CheckpointRepository repository, string vmName, string? id, string operation)
+        {
+            try
+            {
+                return CheckpointSelector.Select(Catalog, repository, vmName, id);
+            }
+            catch (Exception e) when (e is CheckpointNotFoundException || e is AmbiguousCheckpointIdException)
+            {
+                WriteError(ToErrorRecord(e, operation, id ?? vmName));
+                return null;
+            }
+        }
+
         protected static ErrorRecord ToErrorRecord(Exception e, string operation, object? target)
         {
             var (category, failure) = Classify(e);

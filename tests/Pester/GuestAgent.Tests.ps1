@@ -11,9 +11,7 @@ BeforeAll {
     $script:repo = Join-Path $work 'repo'
     New-VmCheckpointRepository -Path $repo | Out-Null
     $script:uri = & bash (Join-Path $PSScriptRoot '../hosts/start-libvirt.sh')
-    $script:guest = Join-Path $work 'guest'
-    $built = & bash (Join-Path $PSScriptRoot '../hosts/guest/build-guest.sh') $guest 2>&1
-    if ($LASTEXITCODE -ne 0) { throw "build-guest.sh failed: $($built -join ' ')" }
+    $script:guest = Build-TestGuest (Join-Path $work 'guest')
     $script:prefix = 'vmckpt-agent-' + [guid]::NewGuid().ToString('N').Substring(0, 6) + '-'
     $script:vms = [System.Collections.Generic.List[string]]::new()
 

@@ -4,12 +4,7 @@
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
     Import-Module (Get-TestModulePath) -Force
-    $script:work = New-TestFolder
-    & chmod 755 $work
-    $env:VMCHECKPOINT_CATALOG = Join-Path $work 'catalog.db'
-    $script:repo = Join-Path $work 'repo'
-    New-VmCheckpointRepository -Path $repo | Out-Null
-    $script:uri = & bash (Join-Path $PSScriptRoot '../hosts/start-libvirt.sh')
+    $script:work, $script:repo, $script:uri = Initialize-LibvirtTestBed
     $script:prefix = 'vmckpt-health-' + [guid]::NewGuid().ToString('N').Substring(0, 6) + '-'
     $script:vms = [System.Collections.Generic.List[string]]::new()
     $script:restored = Join-Path $work 'restored'

@@ -4,15 +4,8 @@
 BeforeAll {
     Import-Module (Join-Path $PSScriptRoot 'TestHelpers.psm1') -Force
     Import-Module (Get-TestModulePath) -Force
-    $script:work = New-TestFolder
-    & chmod 755 $work
-    $env:VMCHECKPOINT_CATALOG = Join-Path $work 'catalog.db'
-    $script:repo = Join-Path $work 'repo'
-    New-VmCheckpointRepository -Path $repo | Out-Null
-    $script:uri = & bash (Join-Path $PSScriptRoot '../hosts/start-libvirt.sh')
-    $script:guest = Join-Path $work 'guest'
-    $built = & bash (Join-Path $PSScriptRoot '../hosts/guest/build-guest.sh') $guest 2>&1
-    if ($LASTEXITCODE -ne 0) { throw "build-guest.sh failed: $($built -join ' ')" }
+    $script:work, $script:repo, $script:uri = Initialize-LibvirtTestBed
+    $script:guest = Build-TestGuest (Join-Path $work 'guest')
     $script:name = 'inst-' + [guid]::NewGuid().ToString('N').Substring(0, 6)
     $script:disk = Join-Path $work 'disk.qcow2'
     Invoke-Qemu qemu-img create -q -f qcow2 $disk 256M | Out-Null

@@ -138,30 +138,8 @@ Describe 'A repository in S3 (Ceph radosgw)' {
 
 Describe 'Two processes checkpointing into the S3 repository at once' {
     It 'both succeed and lose nothing' {
-        $pairs = @(
-            @{ Name = 'app'; Path = (New-TestImage -Path (Join-Path $work 'app.qcow2') -Size 16MB -Offsets 0, 5MB, 6MB, 12MB -Seed 21) }
-            @{ Name = 'db'; Path = (New-TestImage -Path (Join-Path $work 'db.qcow2') -Size 16MB -Offsets 1MB, 2MB, 8MB, 15MB -Seed 22) }
-        )
         # The children inherit AWS_ENDPOINT_URL and the keys from this process.
-        $children = foreach ($p in $pairs) {
-            Start-PwshScript -WorkingDirectory $work -StdOut (Join-Path $work "$($p.Name).out") -StdErr (Join-Path $work "$($p.Name).err") -Script @"
-`$env:VMCHECKPOINT_CATALOG = '$(Join-Path $work "catalog-$($p.Name).db")'
-Invoke-VmCheckpoint -Name '$($p.Name)' -DiskPath '$($p.Path)' -Repository '$repo' | Out-Null
-"@
-        }
-        foreach ($child in $children) {
-            $child.WaitForExit()
-            $child.ExitCode | Should -Be 0 -Because (Get-Content (Join-Path $work '*.err') -Raw)
-        }
-        foreach ($p in $pairs) {
-            $dest = Join-Path $work "concurrent-$($p.Name)"
-            $r = Restore-VmCheckpoint -Name $p.Name -Destination $dest -Repository $repo
-            Test-SameImage $p.Path $r.Path | Should -BeTrue -Because "$($p.Name) restores"
-        }
-        (Get-CheckpointedVm -Repository $repo).Name | Sort-Object | Should -Be @('app', 'db', 'web')
-        $verdicts = Test-VmCheckpoint -Repository $repo -ReadData
-        @($verdicts).Count | Should -Be 4
-        $verdicts.Status | Sort-Object -Unique | Should -Be 'Healthy'
+        Assert-TwoWritersLoseNothing -Work $work -Repository $repo -AlsoThere web
         # The two runs' locks are gone, in the bucket itself.
         @(Get-S3Objects $repo | Where-Object Key -like 'locks/*').Count | Should -Be 0
         Get-UnfinishedUploads | Should -BeNullOrEmpty

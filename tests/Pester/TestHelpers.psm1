@@ -13,6 +13,27 @@ function New-TestFolder {
     $path
 }
 
+# What a test file of libvirt VMs starts with: a work folder the qemu user can enter, a catalog and a folder
+# repository in it, and the system libvirtd running. Returns the folder, the repository and libvirt's URI.
+# -Path: that folder (made if missing) rather than a new temporary one (the bench scripts keep theirs).
+function Initialize-LibvirtTestBed([string] $Path) {
+    $work = if ($Path) { (New-Item -ItemType Directory $Path -Force).FullName } else { New-TestFolder }
+    & chmod 755 $work
+    $env:VMCHECKPOINT_CATALOG = Join-Path $work 'catalog.db'
+    $repo = Join-Path $work 'repo'
+    New-VmCheckpointRepository -Path $repo | Out-Null
+    $uri = & bash (Join-Path $PSScriptRoot '../hosts/start-libvirt.sh')
+    if ($LASTEXITCODE -ne 0) { throw "start-libvirt.sh failed ($LASTEXITCODE)" }
+    $work, $repo, $uri
+}
+
+# Builds the tiny self-checking guest (tests/hosts/guest: a kernel and an initramfs) into a folder; returns the folder.
+function Build-TestGuest([string] $Path) {
+    $built = & bash (Join-Path $PSScriptRoot '../hosts/guest/build-guest.sh') $Path 2>&1
+    if ($LASTEXITCODE -ne 0) { throw "build-guest.sh failed: $($built -join ' ')" }
+    $Path
+}
+
 function Invoke-Qemu {
     param([Parameter(Mandatory)] [string] $Tool, [Parameter(ValueFromRemainingArguments)] [string[]] $Arguments)
     $output = & $Tool @Arguments 2>&1
@@ -298,6 +319,35 @@ function Measure-GuestStill {
         $sampler.Dispose()
     }
     [pscustomobject]@{ Result = $result; Still = $still; Seconds = $seconds }
+}
+
+# The two-writers scenario every repository backend runs (Share.Tests, S3.Tests): two processes checkpoint two new
+# 16 MiB images into -Repository at once (each with its own catalog, inheriting this process's environment); both
+# must succeed, restore equal to their images, and leave every checkpoint healthy. -AlsoThere: the VMs already in it.
+function Assert-TwoWritersLoseNothing([string] $Work, [string] $Repository, [string[]] $AlsoThere) {
+    $pairs = @(
+        @{ Name = 'app'; Path = (New-TestImage -Path (Join-Path $Work 'app.qcow2') -Size 16MB -Offsets 0, 5MB, 6MB, 12MB -Seed 21) }
+        @{ Name = 'db'; Path = (New-TestImage -Path (Join-Path $Work 'db.qcow2') -Size 16MB -Offsets 1MB, 2MB, 8MB, 15MB -Seed 22) }
+    )
+    $before = @(Test-VmCheckpoint -Repository $Repository).Count
+    $children = foreach ($p in $pairs) {
+        Start-PwshScript -WorkingDirectory $Work -StdOut (Join-Path $Work "$($p.Name).out") -StdErr (Join-Path $Work "$($p.Name).err") -Script @"
+`$env:VMCHECKPOINT_CATALOG = '$(Join-Path $Work "catalog-$($p.Name).db")'
+Invoke-VmCheckpoint -Name '$($p.Name)' -DiskPath '$($p.Path)' -Repository '$Repository' | Out-Null
+"@
+    }
+    foreach ($child in $children) {
+        $child.WaitForExit()
+        $child.ExitCode | Should -Be 0 -Because (Get-Content (Join-Path $Work '*.err') -Raw)
+    }
+    foreach ($p in $pairs) {
+        $r = Restore-VmCheckpoint -Name $p.Name -Destination (Join-Path $Work "concurrent-$($p.Name)") -Repository $Repository
+        Test-SameImage $p.Path $r.Path | Should -BeTrue -Because "$($p.Name) restores"
+    }
+    (Get-CheckpointedVm -Repository $Repository).Name | Sort-Object | Should -Be (@('app', 'db') + $AlsoThere | Sort-Object)
+    $verdicts = Test-VmCheckpoint -Repository $Repository -ReadData
+    @($verdicts).Count | Should -Be ($before + 2)
+    $verdicts.Status | Sort-Object -Unique | Should -Be 'Healthy'
 }
 
 Export-ModuleMember -Function *
