@@ -111,6 +111,30 @@ Describe 'Mount-VmCheckpoint' {
         Dismount-VmCheckpoint -Path $mnt
     }
 
+    It 'fails reads loudly when its export server dies, and Dismount-VmCheckpoint still removes everything' {
+        $mnt = Join-Path $work 'mnt-killed'
+        Mount-VmCheckpoint -Name inst-files -DiskName gpt -Path $mnt -Repository $repo | Out-Null
+        $server = Get-ChildItem /run/vmcheckpoint/exports -Directory | ForEach-Object { Join-Path $_.FullName 'server.json' } |
+            Where-Object { Test-Path $_ } | ForEach-Object { Get-Content -Raw $_ | ConvertFrom-Json } |
+            Where-Object { $_.CheckpointId -eq $cp.Id -and $_.Purpose -eq 'Mount' } | Sort-Object StartTime | Select-Object -Last 1
+        @($server.Disks.Name) | Should -Be 'gpt' -Because 'the server of this mount serves its one disk'
+        $uri = ($server.Disks | Where-Object Name -eq gpt).Uri
+        & kill -9 $server.ProcessId
+        # The mount's open NBD connection (nbdfuse's) is cut: a read that is not in the page cache fails, never gives
+        # other bytes. A new client (qemu's own, as a VM's overlay has) is refused.
+        & sh -c "echo 3 > /proc/sys/vm/drop_caches" 2>$null
+        $read = $null
+        $failed = $false
+        try { $read = [IO.File]::ReadAllBytes((Join-Path $mnt 'gpt-part1/data/big.bin')) } catch { $failed = $true }
+        if (-not $failed) { Test-SameBytes $read $big | Should -BeTrue }
+        $failed | Should -BeTrue
+        & qemu-img info $uri 2>&1 | Out-Null
+        $LASTEXITCODE | Should -Not -Be 0
+        Dismount-VmCheckpoint -Path $mnt
+        Get-Leftovers $mnt | Should -BeNullOrEmpty
+        Test-Path $server.Folder | Should -BeFalse
+    }
+
     It 'fails reads of a damaged block instead of returning wrong bytes' {
         # A checkpoint of its own, so that no other test sees the damage.
         $img = Join-Path $work 'solo.raw'
