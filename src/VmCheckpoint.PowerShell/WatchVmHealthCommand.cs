@@ -1,4 +1,8 @@
 using System;
+using System.Collections.Generic;
+using System.Linq;
+using System.Threading;
+using System.Threading.Tasks;
 using System.Management.Automation;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Health;
@@ -27,10 +31,10 @@ namespace VmCheckpoint.PowerShell
         [ValidateSet(HypervisorNames.Libvirt, HypervisorNames.HyperV, IgnoreCase = true)]
         public string Hypervisor { get; set; } = HypervisorNames.Libvirt;
 
-        /// <summary>The Hyper-V host to watch (with -Hypervisor HyperV); this computer by default.</summary>
+        /// <summary>The Hyper-V hosts to watch (with -Hypervisor HyperV), one or several; this computer by default.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
-        public string? ComputerName { get; set; }
+        public string[]? ComputerName { get; set; }
 
         /// <summary>With -Hypervisor HyperV and -ComputerName: the account for the remote host (Hyper-V commands and a CIM session).</summary>
         [Parameter]
@@ -86,22 +90,40 @@ namespace VmCheckpoint.PowerShell
                     Instant = !FullRestore,
                 };
                 bool hyperV = HypervisorNames.IsHyperV(Hypervisor);
-                string location = HypervisorNames.HostLocation(Hypervisor, ConnectionUri, ComputerName) ?? "";
-                if (!ShouldProcess(Name is null ? $"every VM of {(hyperV ? ComputerName ?? "this Hyper-V host" : ConnectionUri)}" : string.Join(", ", Name), $"Watch and {Action} on failure")) return;
+                var locations = HostLocationsOf(Hypervisor, ConnectionUri, ComputerName).Select(l => l ?? "").ToList();
+                string hosts = hyperV ? (ComputerName is { Length: > 0 } ? string.Join(", ", ComputerName) : "this Hyper-V host") : ConnectionUri;
+                if (!ShouldProcess(Name is null ? $"every VM of {hosts}" : string.Join(", ", Name) + " on " + hosts, $"Watch and {Action} on failure")) return;
                 Func<string, IHypervisor> connect = where => ConnectHypervisor(Hypervisor, where.Length == 0 ? null : where);
+                // One host: the names as given (a named VM that is gone is the watcher's to see). Several: on each host the
+                // VMs it has that the names match, wildcards included.
+                Func<string, IReadOnlyList<string>?> namesOn = location =>
+                {
+                    if (Name is null || locations.Count == 1) return Name;
+                    using var host = connect(location);
+                    var listed = host.ListVms();
+                    return Name.Select(n => new VmNamePattern(n)).SelectMany(p => listed.Where(p.IsMatch)).Distinct(StringComparer.Ordinal).ToList();
+                };
                 if (Once)
                 {
                     foreach (var e in RunJob("Checking VM health", (reporter, token) =>
-                                 new HealthWatcher(repository, Catalog, connect, location, policy, reporter).CheckOnce(Name, token)))
+                                 locations.SelectMany(location => new HealthWatcher(repository, Catalog, connect, location, policy, reporter).CheckOnce(namesOn(location), token)).ToList()))
                         WriteObject(e);
                     return;
                 }
-                // Runs until Ctrl+C: events reach the pipeline as they happen (Export-Csv works).
+                // Runs until Ctrl+C: events reach the pipeline as they happen (Export-Csv works). One watcher per host, side
+                // by side; a host that fails ends the watch with its error once the others have stopped.
                 try
                 {
                     RunJob("Watching VM health", (reporter, token) =>
                     {
-                        new HealthWatcher(repository, Catalog, connect, location, policy, reporter).Run(Name, Emit, token);
+                        using var failed = CancellationTokenSource.CreateLinkedTokenSource(token);
+                        var watchers = locations.Select(location => Task.Factory.StartNew(() =>
+                        {
+                            try { new HealthWatcher(repository, Catalog, connect, location, policy, reporter).Run(namesOn(location), Emit, failed.Token); }
+                            catch { failed.Cancel(); throw; }
+                        }, CancellationToken.None, TaskCreationOptions.LongRunning, TaskScheduler.Default)).ToArray();
+                        try { Task.WaitAll(watchers); }
+                        catch (AggregateException e) { throw e.InnerExceptions.FirstOrDefault(x => !(x is OperationCanceledException)) ?? e.InnerExceptions[0]; }
                         return true;
                     });
                 }

@@ -297,6 +297,17 @@ Describe 'Several Hyper-V hosts, and a host that needs an account (stand-in)' {
         "$failures" | Should -BeLike '*permission*hv-west-host*'
     }
 
+    It 'watches the VMs of several hosts in one call, acting on each where it runs' {
+        Set-StandInVMState -VMName hv-east -ComputerName hv-east-host -Heartbeat LostCommunication
+        Set-StandInVMState -VMName hv-west -ComputerName hv-west-host -Heartbeat LostCommunication
+        $events = @(Watch-VmHealth -Hypervisor HyperV -Name hv-* -ComputerName hv-east-host, hv-west-host -Credential $ops -Once -Action Restart -Repository $repo -RestorePath (Join-Path $work 'watch-hosts') -Cooldown 0)
+        $actions = @($events | Where-Object Kind -eq 'Action')
+        ($actions.VmName | Sort-Object) | Should -Be @('hv-east', 'hv-west')
+        ($actions.Host | Sort-Object) | Should -Be @('hv-east-host', 'hv-west-host')
+        $actions.Result | Should -Be @('Succeeded', 'Succeeded')
+        (Get-VM -Name hv-west -ComputerName hv-west-host -Credential $ops).Heartbeat | Should -Be 'OkApplicationsHealthy'
+    }
+
     It 'removes the reference points of VMs on several hosts in one call' {
         $r = @(Disable-VmChangeTracking -Hypervisor HyperV -Name hv-* -ComputerName hv-east-host, hv-west-host -Credential $ops -Confirm:$false)
         ($r.Host | Sort-Object) | Should -Be @('hv-east-host', 'hv-west-host')
