@@ -19,6 +19,7 @@
         'Dismount-VmCheckpoint'
         'Test-VmCheckpoint'
         'Repair-VmCheckpointRepository'
+        'Set-VmCheckpointRepositoryPassword'
         'Remove-VmCheckpoint'
         'Get-VmCheckpointJob'
         'Watch-VmHealth'

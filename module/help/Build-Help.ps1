@@ -15,6 +15,8 @@ $common = [System.Management.Automation.Cmdlet]::CommonParameters + @('UseTransa
 $standard = @{
     WhatIf  = 'Shows what the cmdlet would do, and does nothing.'
     Confirm = 'Asks for confirmation before each change.'
+    Password = 'The password of an encrypted repository (New-VmCheckpointRepository -Encrypt), as a SecureString (Read-Host -AsSecureString). Defaults to $env:VMCHECKPOINT_PASSWORD, else the file $env:VMCHECKPOINT_PASSWORD_FILE names, else the key this session already unlocked the repository with. A wrong password is a SecurityError and nothing is read or written. Unencrypted repositories ignore it.'
+    PasswordFile = 'A file whose first line is the password of an encrypted repository (for unattended runs: readable by root only). Defaults to $env:VMCHECKPOINT_PASSWORD_FILE.'
 }
 
 # A parameter's type as an admin reads it: Nullable`1[TimeSpan] is a TimeSpan that may be left out.

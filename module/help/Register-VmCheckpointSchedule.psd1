@@ -22,6 +22,8 @@
         TargetConnectionUri = 'For -Watch: the host to restore on when the VM''s own host cannot help.'
         Scheduler           = 'Systemd, Cron or TaskScheduler; by default what this machine runs.'
         Repository          = 'The repository: a folder, a share, or s3://bucket/prefix. Defaults to $env:VMCHECKPOINT_REPOSITORY. For S3, the scheduled runs find their keys and endpoint as the AWS tools do: in ~/.aws/credentials and ~/.aws/config (endpoint_url) of the account that runs them, since a timer does not inherit this session''s environment.'
+        PasswordFile        = 'For an encrypted repository: the file whose first line is its password, which every scheduled run reads (readable by the account the scheduler runs as, and by nobody else). Defaults to $env:VMCHECKPOINT_PASSWORD_FILE. An encrypted repository without one is refused: a password given with -Password or $env:VMCHECKPOINT_PASSWORD opens the repository here but is never written into a schedule.'
+        Password            = 'The password of an encrypted repository, to open it now; the schedule itself reads -PasswordFile.'
         CatalogPath         = 'The catalog the scheduled runs use. Defaults to $env:VMCHECKPOINT_CATALOG of this shell, else the machine-wide catalog (/var/lib/vmcheckpoint/catalog.db for root, %ProgramData%\VmCheckpoint for administrators), which is what an admin''s shell reads.'
         WhatIf              = 'Shows which files (or which scheduled task) would be written.'
         Confirm             = 'Asks for confirmation first.'

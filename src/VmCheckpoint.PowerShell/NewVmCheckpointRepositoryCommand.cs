@@ -1,5 +1,6 @@
 using System.Management.Automation;
 using VmCheckpoint.Core.Repository;
+using VmCheckpoint.Core.Repository.Encryption;
 
 namespace VmCheckpoint.PowerShell
 {
@@ -22,13 +23,48 @@ namespace VmCheckpoint.PowerShell
         [ValidateRange(1, RepositoryConfig.MaxRetainDays)]
         public int RetainDays { get; set; }
 
+        /// <summary>Encrypts everything the repository stores (AES-256-GCM) under a random key wrapped by the password.</summary>
+        [Parameter]
+        public SwitchParameter Encrypt { get; set; }
+
+        /// <summary>With -Encrypt: the password; defaults to $env:VMCHECKPOINT_PASSWORD.</summary>
+        [Parameter]
+        [ValidateNotNull]
+        public System.Security.SecureString? Password { get; set; }
+
+        /// <summary>With -Encrypt: a file whose first line is the password; defaults to $env:VMCHECKPOINT_PASSWORD_FILE.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? PasswordFile { get; set; }
+
         protected override void ProcessRecord()
         {
             var path = VmCheckpointCmdlet.ResolveRepository(SessionState, Path);
-            if (!ShouldProcess(path, "Create VmCheckpoint repository")) return;
+            RepositorySecret? secret = null;
+            if (Password != null || PasswordFile != null || Encrypt)
+            {
+                if (!Encrypt)
+                    ThrowTerminatingError(new ErrorRecord(new System.ArgumentException("-Password and -PasswordFile encrypt a repository only with -Encrypt."), "PasswordWithoutEncrypt", ErrorCategory.InvalidArgument, path));
+                if (Password != null && PasswordFile != null)
+                    ThrowTerminatingError(new ErrorRecord(new System.ArgumentException("Give -Password or -PasswordFile, not both."), "PasswordTwice", ErrorCategory.InvalidArgument, path));
+                try
+                {
+                    secret = Password != null ? RepositorySecret.FromSecureString(Password)
+                        : PasswordFile != null ? RepositorySecret.FromFile(GetUnresolvedProviderPathFromPSPath(PasswordFile))
+                        : RepositorySecret.FromEnvironment();
+                }
+                catch (System.Exception e)
+                {
+                    ThrowTerminatingError(new ErrorRecord(e, "Password", e is System.ArgumentException ? ErrorCategory.InvalidArgument : ErrorCategory.SecurityError, PasswordFile));
+                }
+                if (secret is null)
+                    ThrowTerminatingError(new ErrorRecord(new RepositoryPasswordException($"-Encrypt needs a password: give -Password or -PasswordFile, or set $env:{RepositorySecret.PasswordVariable} or $env:{RepositorySecret.PasswordFileVariable}. Without it the repository cannot be read: keep it somewhere safe."),
+                        "RepositoryPassword", ErrorCategory.SecurityError, path));
+            }
+            if (!ShouldProcess(path, Encrypt ? "Create encrypted VmCheckpoint repository" : "Create VmCheckpoint repository")) return;
             try
             {
-                var repository = CheckpointRepository.Create(path, BlockSize, RetainDays);
+                var repository = CheckpointRepository.Create(path, BlockSize, RetainDays, secret);
                 var result = new PSObject(repository.Config);
                 result.Properties.Add(new PSNoteProperty("Path", repository.Path));
                 WriteObject(result);

@@ -93,6 +93,7 @@ namespace VmCheckpoint.PowerShell
                     Repository = repository.Path,
                     // The run reads and writes the job log this shell does, in cron's and systemd's bare environment too.
                     CatalogPath = CatalogPath is null ? EnvironmentCatalogPath() : ResolvePath(CatalogPath),
+                    PasswordFile = repository.Encrypted ? SchedulePasswordFile(repository.Path) : null,
                     ConnectionUri = ConnectionUri,
                     Hypervisor = Core.Hypervisors.HypervisorNames.Canonical(Hypervisor),
                     ComputerName = ComputerName,
@@ -125,6 +126,20 @@ namespace VmCheckpoint.PowerShell
             catch (PipelineStoppedException) { throw; }
             catch (Exception e) { ThrowTerminatingError(ToErrorRecord(e, "RegisterSchedule", ScheduleName)); }
             finally { base.EndProcessing(); }
+        }
+
+        /// <summary>
+        /// The password file an encrypted repository's scheduled runs read: -PasswordFile, else
+        /// $env:VMCHECKPOINT_PASSWORD_FILE, made absolute. A password given otherwise is never written into a schedule.
+        /// </summary>
+        private string SchedulePasswordFile(string repository)
+        {
+            var file = PasswordFile ?? Environment.GetEnvironmentVariable(Core.Repository.Encryption.RepositorySecret.PasswordFileVariable);
+            if (string.IsNullOrEmpty(file))
+                ThrowTerminatingError(new ErrorRecord(new Core.Repository.Encryption.RepositoryPasswordException(
+                    $"The repository {repository} is encrypted: give the schedule -PasswordFile (a file readable by the account the scheduler runs it as, whose first line is the password). A password given as -Password or $env:VMCHECKPOINT_PASSWORD is never written into a schedule."),
+                    "SchedulePasswordFile", ErrorCategory.SecurityError, repository));
+            return Path.GetFullPath(ResolvePath(file!));
         }
 
         /// <summary>$env:VMCHECKPOINT_CATALOG of this shell, made absolute; null when unset (the run's default is then this machine's).</summary>

@@ -33,6 +33,33 @@ namespace VmCheckpoint.PowerShell
         [ValidateNotNullOrEmpty]
         public string? Repository { get; set; }
 
+        /// <summary>The password of an encrypted repository; defaults to $env:VMCHECKPOINT_PASSWORD (or the key this session unlocked it with).</summary>
+        [Parameter]
+        [ValidateNotNull]
+        public System.Security.SecureString? Password { get; set; }
+
+        /// <summary>A file whose first line is the password of an encrypted repository; defaults to $env:VMCHECKPOINT_PASSWORD_FILE.</summary>
+        [Parameter]
+        [ValidateNotNullOrEmpty]
+        public string? PasswordFile { get; set; }
+
+        /// <summary>The password given to this cmdlet, or null (Core then looks at the session's keys and the environment).</summary>
+        protected Core.Repository.Encryption.RepositorySecret? GivenSecret()
+        {
+            if (Password != null && PasswordFile != null)
+                ThrowTerminatingError(new ErrorRecord(new ArgumentException("Give -Password or -PasswordFile, not both."), "PasswordTwice", ErrorCategory.InvalidArgument, null));
+            try
+            {
+                if (Password != null) return Core.Repository.Encryption.RepositorySecret.FromSecureString(Password);
+                if (PasswordFile != null) return Core.Repository.Encryption.RepositorySecret.FromFile(ResolvePath(PasswordFile));
+            }
+            catch (Exception e)
+            {
+                ThrowTerminatingError(ToErrorRecord(e, "Password", PasswordFile));
+            }
+            return null;
+        }
+
         /// <summary>The LiteDB catalog file; defaults to $env:VMCHECKPOINT_CATALOG or the user's local application data.</summary>
         [Parameter]
         [ValidateNotNullOrEmpty]
@@ -62,7 +89,7 @@ namespace VmCheckpoint.PowerShell
             if (_repositories.TryGetValue(path, out var open)) return open;
             try
             {
-                open = CheckpointRepository.Open(path);
+                open = CheckpointRepository.Open(path, GivenSecret());
             }
             catch (Exception e)
             {
@@ -103,7 +130,7 @@ namespace VmCheckpoint.PowerShell
             {
                 try
                 {
-                    _repositories[path] = CheckpointRepository.Open(path);
+                    _repositories[path] = CheckpointRepository.Open(path, GivenSecret());
                 }
                 catch (Exception e) when (!(e is PipelineStoppedException))
                 {
@@ -258,6 +285,7 @@ namespace VmCheckpoint.PowerShell
         /// <summary>The category and the literal failure id of an exception.</summary>
         internal static (ErrorCategory Category, string Failure) Classify(Exception e) => e switch
         {
+            Core.Repository.Encryption.RepositoryPasswordException _ => (ErrorCategory.SecurityError, "RepositoryPassword"),
             RepositoryNotFoundException r when r.Unreachable => (ErrorCategory.ResourceUnavailable, "RepositoryUnreachable"),
             RepositoryNotFoundException _ => (ErrorCategory.ObjectNotFound, "RepositoryNotFound"),
             DiskInUseException _ => (ErrorCategory.ResourceBusy, "DiskInUse"),

@@ -12,6 +12,8 @@ namespace VmCheckpoint.Core.Exports
     public sealed class ExportServerOptions
     {
         public string RepositoryPath { get; set; } = "";
+        /// <summary>The master key of an encrypted repository (the starter's, never a password); null: unencrypted, or the environment's password.</summary>
+        public byte[]? MasterKey { get; set; }
         public string CheckpointId { get; set; } = "";
         /// <summary>Serve only these disks (all when null).</summary>
         public IReadOnlyCollection<string>? DiskNames { get; set; }
@@ -30,7 +32,9 @@ namespace VmCheckpoint.Core.Exports
     {
         public static void Run(ExportServerOptions options, Action<IReadOnlyList<IExportedDisk>> listening, Action<string> log, CancellationToken cancellationToken)
         {
-            var repository = CheckpointRepository.Open(options.RepositoryPath);
+            var repository = options.MasterKey is null
+                ? CheckpointRepository.Open(options.RepositoryPath)
+                : CheckpointRepository.Open(options.RepositoryPath, Repository.Encryption.RepositoryKey.FromBytes(options.MasterKey));
             var file = repository.FindCheckpoint(options.CheckpointId)
                 ?? throw new KeyNotFoundException($"Checkpoint {options.CheckpointId} is not in the repository {repository.Path}.");
             var manifest = repository.ReadCheckpoint(file);

@@ -11,7 +11,7 @@ namespace VmCheckpoint.Core.Exports
 {
     /// <summary>
     /// The export server process (VmCheckpoint.Serve): <c>--folder F --repository R --checkpoint ID --vm NAME
-    /// [--disk NAME]... [--purpose P] [--idle-exit SECONDS] [--open]</c>. It serves on F/nbd.sock, logs to F/server.log,
+    /// [--disk NAME]... [--purpose P] [--idle-exit SECONDS] [--open] [--key-file K]</c> (K: the master key of an encrypted repository, deleted once read). It serves on F/nbd.sock, logs to F/server.log,
     /// writes F/server.json once it listens, stops on SIGTERM or when idle, and then removes F. A server that cannot
     /// start leaves F with its log and no server.json, for the one who started it to read.
     /// </summary>
@@ -23,6 +23,7 @@ namespace VmCheckpoint.Core.Exports
             var disks = new List<string>();
             TimeSpan? idle = null;
             bool open = false;
+            byte[]? masterKey = null;
             for (int i = 0; i < args.Length; i++)
             {
                 string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
@@ -36,12 +37,18 @@ namespace VmCheckpoint.Core.Exports
                     case "--purpose": purpose = Next(); break;
                     case "--idle-exit": idle = TimeSpan.FromSeconds(double.Parse(Next(), CultureInfo.InvariantCulture)); break;
                     case "--open": open = true; break;
+                    case "--key-file":
+                        // The master key of an encrypted repository, handed over in a file readable by its owner only.
+                        var keyFile = Next();
+                        masterKey = File.ReadAllBytes(keyFile);
+                        File.Delete(keyFile);
+                        break;
                     default: Console.Error.WriteLine($"unknown argument {args[i]}"); return 2;
                 }
             }
             if (folder is null || repository is null || checkpoint is null)
             {
-                Console.Error.WriteLine("usage: VmCheckpoint.Serve --folder F --repository R --checkpoint ID [--vm NAME] [--disk NAME]... [--purpose P] [--idle-exit SECONDS] [--open]");
+                Console.Error.WriteLine("usage: VmCheckpoint.Serve --folder F --repository R --checkpoint ID [--vm NAME] [--disk NAME]... [--purpose P] [--idle-exit SECONDS] [--open] [--key-file K]");
                 return 2;
             }
             Directory.CreateDirectory(folder);
@@ -57,6 +64,7 @@ namespace VmCheckpoint.Core.Exports
             var options = new ExportServerOptions
             {
                 RepositoryPath = repository,
+                MasterKey = masterKey,
                 CheckpointId = checkpoint,
                 DiskNames = disks.Count > 0 ? disks : null,
                 SocketPath = socket,

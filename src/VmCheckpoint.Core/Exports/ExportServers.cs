@@ -90,6 +90,22 @@ namespace VmCheckpoint.Core.Exports
             foreach (var d in request.DiskNames ?? Array.Empty<string>()) { arguments.Add("--disk"); arguments.Add(d); }
             if (request.IdleExit is { } idle) { arguments.Add("--idle-exit"); arguments.Add(idle.TotalSeconds.ToString(System.Globalization.CultureInfo.InvariantCulture)); }
             if (request.OpenToOtherUsers) arguments.Add("--open");
+            if (request.Repository.Layout.Key is { } key)
+            {
+                // An encrypted repository: the server gets the master key this process unlocked, in a file only this
+                // user reads, which it deletes once read (never on a command line, which every user sees in ps).
+                var keyFile = Path.Combine(folder, "master.key");
+#if NET
+                var options = new FileStreamOptions { Mode = FileMode.CreateNew, Access = FileAccess.Write };
+                if (!OperatingSystem.IsWindows()) options.UnixCreateMode = (UnixFileMode)0x180; // 0600
+                using (var stream = new FileStream(keyFile, options))
+                    stream.Write(key.ToBytes());
+#else
+                File.WriteAllBytes(keyFile, key.ToBytes()); // Windows: the folder's own access rules
+#endif
+                arguments.Add("--key-file");
+                arguments.Add(keyFile);
+            }
             // A session of its own: the server outlives this process and its terminal.
             HostCommand.Detach(DotnetHost(), arguments, Path.Combine(folder, "stdout.log"));
             var state = Path.Combine(folder, ExportServerInfo.StateFileName);

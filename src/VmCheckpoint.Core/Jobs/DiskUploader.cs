@@ -76,7 +76,7 @@ namespace VmCheckpoint.Core.Jobs
             void Work()
             {
                 var buffer = new byte[_blockSize];
-                using var sha = SHA256.Create();
+                using var sha = _store.NewBlockHasher();
                 using var codec = new BlockCodec(_compressionLevel);
                 byte[]? compressed = null;
                 while (true)

@@ -135,7 +135,7 @@ namespace VmCheckpoint.Core.Jobs
             {
                 using (var parent = DiskImage.Open(parentPath))
                 using (var reader = new BlockReader(store, _repository.Layout))
-                using (var sha = System.Security.Cryptography.SHA256.Create())
+                using (var sha = _repository.Layout.NewBlockHasher())
                 using (var writer = Disks.Vhdx.VhdxImageWriter.CreateDifferencing(temporary, parentPath))
                 {
                     if (parent.VirtualSize != writer.VirtualSize || writer.VirtualSize < disk.VirtualSize)

@@ -57,7 +57,7 @@ namespace VmCheckpoint.Core.Repository
                 Dictionary<string, List<PackEntry>> packs;
                 try
                 {
-                    packs = IndexFile.Parse(backend.ReadAll(index.Name), backend.Locate(index.Name));
+                    packs = _layout.ReadIndex(index.Name);
                 }
                 catch (InvalidDataException e)
                 {
@@ -145,6 +145,13 @@ namespace VmCheckpoint.Core.Repository
         /// </remarks>
         public long Add(BlockHash hash, byte[] stored, int storedLength, int rawLength, BlobCompression compression)
         {
+            if (_layout.Key is { } key)
+            {
+                // Encrypted outside the lock, as the digest: every worker seals its own blob.
+                var sealedBlob = SealBuffer(storedLength + Encryption.Aes256Gcm.Overhead);
+                storedLength = key.SealBlob(hash, stored, storedLength, sealedBlob);
+                stored = sealedBlob;
+            }
             var digest = PackFormat.StoredDigest(stored, storedLength); // outside the lock: every worker hashes its own
             PackWriter? full = null;
             lock (_gate)
@@ -172,6 +179,17 @@ namespace VmCheckpoint.Core.Repository
             if (full != null) SealOutside(full);
             return storedLength;
         }
+
+        [ThreadStatic] private static byte[]? _sealBuffer;
+
+        private static byte[] SealBuffer(int length)
+        {
+            if (_sealBuffer is null || _sealBuffer.Length < length) _sealBuffer = new byte[length];
+            return _sealBuffer;
+        }
+
+        /// <summary>A block's id function for this repository (<see cref="RepositoryLayout.NewBlockHasher"/>).</summary>
+        public System.Security.Cryptography.HashAlgorithm NewBlockHasher() => _layout.NewBlockHasher();
 
         /// <summary>Seals the open pack, waits for packs other workers are sealing, and indexes every sealed pack not yet in an index file.</summary>
         public void Flush()
@@ -222,7 +240,7 @@ namespace VmCheckpoint.Core.Repository
         public string WriteIndexFile(IReadOnlyDictionary<string, IReadOnlyList<PackEntry>> packs)
         {
             var name = _layout.IndexName(Hex.Random(16));
-            _layout.Backend.Put(name, IndexFile.Serialize(packs));
+            _layout.WriteIndex(name, packs);
             return name;
         }
 

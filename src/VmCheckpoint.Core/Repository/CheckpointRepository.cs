@@ -5,6 +5,8 @@ using System.IO;
 using System.Linq;
 using System.Threading;
 using VmCheckpoint.Core.Repository.Backends;
+using VmCheckpoint.Core.Reporting;
+using VmCheckpoint.Core.Repository.Encryption;
 
 namespace VmCheckpoint.Core.Repository
 {
@@ -62,10 +64,11 @@ namespace VmCheckpoint.Core.Repository
 
         /// <summary>Creates a repository in a folder or share, or in S3 (<c>s3://bucket/prefix</c>: <see cref="RepositoryBackends"/>).</summary>
         /// <param name="retainDays">S3 only: days each pack and manifest is kept from deletion by Object Lock (0: none).</param>
-        public static CheckpointRepository Create(string path, int blockSize = RepositoryConfig.DefaultBlockSize, int retainDays = 0)
-            => Create(RepositoryBackends.For(path), blockSize, retainDays);
+        /// <param name="encryptWith">Encrypts the repository (AES-256-GCM) under a random master key wrapped by this password; null: not encrypted.</param>
+        public static CheckpointRepository Create(string path, int blockSize = RepositoryConfig.DefaultBlockSize, int retainDays = 0, RepositorySecret? encryptWith = null)
+            => Create(RepositoryBackends.For(path), blockSize, retainDays, encryptWith);
 
-        internal static CheckpointRepository Create(IRepositoryBackend backend, int blockSize = RepositoryConfig.DefaultBlockSize, int retainDays = 0)
+        internal static CheckpointRepository Create(IRepositoryBackend backend, int blockSize = RepositoryConfig.DefaultBlockSize, int retainDays = 0, RepositorySecret? encryptWith = null)
         {
             if (!RepositoryConfig.IsValidBlockSize(blockSize))
                 throw new ArgumentOutOfRangeException(nameof(blockSize), $"The block size must be a power of two between {RepositoryConfig.MinBlockSize} and {RepositoryConfig.MaxBlockSize} bytes.");
@@ -77,22 +80,37 @@ namespace VmCheckpoint.Core.Repository
             if (backend.GetInfo(RepositoryLayout.ConfigName) != null)
                 throw new LocationNotEmptyException($"{layout.Root} already holds a VmCheckpoint repository.");
             if (retainDays > 0) ((S3Backend)backend).RequireObjectLock();
-            backend.CreateLocation(RepositoryLayout.Prefixes);
+            backend.CreateLocation(encryptWith is null ? RepositoryLayout.Prefixes : RepositoryLayout.Prefixes.Concat(new[] { RepositoryLayout.KeysPrefix }).ToArray());
             var config = new RepositoryConfig { Id = Hex.Random(16), BlockSize = blockSize, Created = DateTime.UtcNow, RetainDays = retainDays };
+            string? slotName = null;
+            if (encryptWith != null)
+            {
+                config.Encryption = RepositoryConfig.Aes256GcmName;
+                layout.Key = RepositoryKey.Generate();
+                slotName = WriteKeySlot(layout, layout.Key, encryptWith, config.Id);
+            }
             ApplyRetention(backend, config);
             // The configuration goes last: a location without it is not (yet) a repository.
             backend.Put(RepositoryLayout.ConfigName, config.Serialize());
-            return new CheckpointRepository(layout, config);
+            if (layout.Key != null) Unlocked[config.Id] = layout.Key;
+            return new CheckpointRepository(layout, config) { UnlockedWith = slotName };
         }
 
-        public static CheckpointRepository Open(string path)
+        /// <param name="secret">
+        /// The password of an encrypted repository. Without it, the key this process unlocked the repository with before,
+        /// else <see cref="RepositorySecret.FromEnvironment"/>; none of them is a <see cref="RepositoryPasswordException"/>.
+        /// </param>
+        public static CheckpointRepository Open(string path, RepositorySecret? secret = null)
         {
             if (string.IsNullOrWhiteSpace(path))
                 throw new RepositoryNotFoundException("No repository given: pass -Repository or set VMCHECKPOINT_REPOSITORY.", unreachable: false);
-            return Open(RepositoryBackends.For(path));
+            return Open(RepositoryBackends.For(path), secret);
         }
 
-        internal static CheckpointRepository Open(IRepositoryBackend backend)
+        /// <summary>Opens an encrypted repository with its master key itself (an export server, given it by its starter).</summary>
+        internal static CheckpointRepository Open(string path, RepositoryKey key) => Open(RepositoryBackends.For(path), null, key);
+
+        internal static CheckpointRepository Open(IRepositoryBackend backend, RepositorySecret? secret = null, RepositoryKey? key = null)
         {
             var layout = new RepositoryLayout(backend);
             bool exists;
@@ -119,7 +137,93 @@ namespace VmCheckpoint.Core.Repository
             }
             var config = RepositoryConfig.Parse(content, backend.Locate(RepositoryLayout.ConfigName));
             ApplyRetention(backend, config);
-            return new CheckpointRepository(layout, config);
+            string? slot = null;
+            if (!config.Encrypted && ListKeySlots(layout, parse: false).Count > 0)
+                throw new InvalidDataException($"{backend.Locate(RepositoryLayout.ConfigName)} says the repository is not encrypted, yet it holds keys of an encrypted one ({RepositoryLayout.KeysPrefix}): its configuration was replaced or damaged. Refused, so that nothing is written into it unencrypted; restore the configuration from a copy.");
+            if (config.Encrypted && key != null) layout.Key = key;
+            else if (config.Encrypted) (layout.Key, slot) = Unlock(layout, config, secret);
+            return new CheckpointRepository(layout, config) { UnlockedWith = slot };
+        }
+
+        /// <summary>Master keys this process has unlocked, by repository id: a session gives its password once.</summary>
+        private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, RepositoryKey> Unlocked =
+            new System.Collections.Concurrent.ConcurrentDictionary<string, RepositoryKey>(StringComparer.Ordinal);
+
+        /// <summary>Forgets the key this process unlocked a repository with (tests: as a new process would start).</summary>
+        internal static void Forget(string repositoryId) => Unlocked.TryRemove(repositoryId, out _);
+
+        /// <summary>The key slot the password given opened (null: unencrypted, or unlocked earlier in this process).</summary>
+        internal string? UnlockedWith { get; private set; }
+
+        public bool Encrypted => Config.Encrypted;
+
+        private static (RepositoryKey Key, string? Slot) Unlock(RepositoryLayout layout, RepositoryConfig config, RepositorySecret? secret)
+        {
+            if (secret is null && Unlocked.TryGetValue(config.Id, out var cached)) return (cached, null);
+            secret ??= RepositorySecret.FromEnvironment()
+                ?? throw new RepositoryPasswordException($"The repository {layout.Root} is encrypted: give its password with -Password or -PasswordFile, or set $env:{RepositorySecret.PasswordVariable} or $env:{RepositorySecret.PasswordFileVariable} for unattended runs.");
+            var slots = ListKeySlots(layout);
+            if (slots.Count == 0)
+                throw new InvalidDataException($"{layout.Backend.Locate(RepositoryLayout.KeysPrefix)}: the repository is encrypted but holds no key (keys/ is empty or was deleted); it cannot be read without one.");
+            foreach (var (name, slot) in slots)
+            {
+                var key = slot.TryUnlock(secret.Password, config.Id);
+                if (key is null) continue;
+                Unlocked[config.Id] = key;
+                return (key, name);
+            }
+            throw new RepositoryPasswordException($"The password from {secret.Source} opens none of the {slots.Count} key(s) of the encrypted repository {layout.Root}: wrong password. Nothing was read or written.");
+        }
+
+        private static List<(string Name, KeySlot Slot)> ListKeySlots(RepositoryLayout layout, bool parse = true)
+        {
+            var slots = new List<(string, KeySlot)>();
+            foreach (var entry in layout.Backend.List(RepositoryLayout.KeysPrefix))
+            {
+                if (!entry.Name.EndsWith(RepositoryLayout.KeySuffix, StringComparison.Ordinal)) continue;
+                if (!parse) { slots.Add((entry.Name, null!)); continue; }
+                byte[] content;
+                try { content = layout.Backend.ReadAll(entry.Name); }
+                catch (ObjectNotFoundException) { continue; }
+                slots.Add((entry.Name, KeySlot.Parse(content, layout.Backend.Locate(entry.Name))));
+            }
+            return slots;
+        }
+
+        private static string WriteKeySlot(RepositoryLayout layout, RepositoryKey key, RepositorySecret secret, string repositoryId)
+        {
+            var name = layout.KeyName(Hex.Random(16));
+            layout.Backend.Put(name, KeySlot.Create(key, secret.Password, repositoryId).Serialize());
+            return name;
+        }
+
+        /// <summary>The number of passwords (key slots) that open this encrypted repository.</summary>
+        public int KeyCount => Encrypted ? ListKeySlots(Layout).Count : 0;
+
+        /// <summary>
+        /// Adds a password (a new key slot wrapping the same master key: nothing is re-encrypted). With
+        /// <paramref name="replace"/>, the slot the repository was opened with is deleted once the new one is written,
+        /// so that the old password stops working; a repository unlocked without a password this time cannot tell
+        /// which slot that is, and is refused.
+        /// </summary>
+        public string AddPassword(RepositorySecret password, bool replace)
+        {
+            if (!Encrypted || Layout.Key is null)
+                throw new InvalidOperationException($"The repository {Path} is not encrypted: a password cannot be added to it (create an encrypted repository with New-VmCheckpointRepository -Encrypt and copy checkpoints into it).");
+            if (replace && UnlockedWith is null)
+                throw new InvalidOperationException($"Give the current password of {Path} (-Password or -PasswordFile) to change it: the key it opens is the one replaced.");
+            foreach (var (_, slot) in ListKeySlots(Layout))
+            {
+                if (slot.TryUnlock(password.Password, Config.Id) != null)
+                    throw new TargetExistsException(Path, $"The new password from {password.Source} already opens {Path}.");
+            }
+            var name = WriteKeySlot(Layout, Layout.Key, password, Config.Id);
+            if (replace)
+            {
+                Backend.Delete(UnlockedWith!);
+                UnlockedWith = name;
+            }
+            return name;
         }
 
         /// <summary>Every writer of a repository with retention writes its packs and manifests retained.</summary>
@@ -170,7 +274,7 @@ namespace VmCheckpoint.Core.Repository
             }
             if (CheckpointManifest.ComputeId(content) != file.Id)
                 throw new InvalidDataException($"{file.Path}: content does not match its checksum (damaged manifest).");
-            return CheckpointManifest.Parse(content, file.Id, file.Path);
+            return CheckpointManifest.Parse(Layout.Unseal(content, "manifest", file.Path), file.Id, file.Path);
         }
 
         /// <summary>Finds a checkpoint by id (or a unique prefix of at least 4 characters).</summary>
@@ -184,11 +288,12 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>Writes a manifest atomically; returns it with its id set.</summary>
         internal CheckpointFile SaveCheckpoint(CheckpointManifest manifest)
         {
-            var content = manifest.Serialize();
+            // An encrypted manifest's id is the hash of what is stored: it still names, and checks, the object itself.
+            var content = Layout.Seal(manifest.Serialize(), "manifest");
             manifest.Id = CheckpointManifest.ComputeId(content);
             var name = Layout.CheckpointName(manifest.VmName, manifest.StartTime, manifest.Id);
             Backend.Put(name, content);
-            return new CheckpointFile(manifest.Id, RepositoryLayout.VmKey(manifest.VmName), manifest.StartTime, name, Backend.Locate(name));
+            return new CheckpointFile(manifest.Id, Layout.KeyOfVm(manifest.VmName), manifest.StartTime, name, Backend.Locate(name));
         }
 
         internal void DeleteCheckpoint(CheckpointFile file)

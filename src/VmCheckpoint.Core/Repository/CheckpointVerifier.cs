@@ -274,7 +274,7 @@ namespace VmCheckpoint.Core.Repository
                 report.IndexFilesChecked++;
                 try
                 {
-                    packs = IndexFile.Parse(backend.ReadAll(index.Name), backend.Locate(index.Name));
+                    packs = _repository.Layout.ReadIndex(index.Name);
                 }
                 catch (InvalidDataException e)
                 {

@@ -80,7 +80,7 @@ namespace VmCheckpoint.Core.Repository
                 result.IndexFilesRead++;
                 try
                 {
-                    views.Add((index.Name, IndexFile.Parse(backend.ReadAll(index.Name), backend.Locate(index.Name))));
+                    views.Add((index.Name, layout.ReadIndex(index.Name)));
                 }
                 catch (InvalidDataException)
                 {
@@ -167,7 +167,7 @@ namespace VmCheckpoint.Core.Repository
             if (!result.Needed || (confirm != null && !confirm(result))) return result;
             cancellationToken.ThrowIfCancellationRequested();
             string written = layout.IndexName(Hex.Random(16));
-            backend.Put(written, IndexFile.Serialize(rebuilt));
+            layout.WriteIndex(written, rebuilt);
             result.IndexesRebuilt = 1;
             result.Applied = true;
             foreach (var old in oldIndexFiles)

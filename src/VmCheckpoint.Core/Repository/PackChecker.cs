@@ -57,14 +57,16 @@ namespace VmCheckpoint.Core.Repository
 
         private readonly RepositoryLayout _layout;
         private readonly BlockCodec _codec = new BlockCodec();
-        private readonly SHA256 _sha = SHA256.Create();
+        private readonly HashAlgorithm _sha;
         private readonly byte[] _raw = new byte[RepositoryConfig.MaxBlockSize];
         private byte[] _stored = new byte[0];
+        private byte[] _opened = new byte[0]; // an encrypted blob's plain (compressed) bytes
         private byte[] _window = new byte[0]; // one for every pack this checker reads
 
         public PackChecker(RepositoryLayout layout)
         {
             _layout = layout;
+            _sha = layout.NewBlockHasher();
         }
 
         /// <summary>
@@ -201,12 +203,27 @@ namespace VmCheckpoint.Core.Repository
         private string? CheckBlob(PackEntry e)
         {
             if (e.RawLength > _raw.Length) return $"claims {e.RawLength} bytes, more than a block holds";
+            byte[] stored = _stored;
+            int storedLength = e.StoredLength;
+            if (_layout.Key is { } key)
+            {
+                if (_opened.Length < storedLength) _opened = new byte[storedLength];
+                try
+                {
+                    storedLength = key.OpenBlob(e.Hash, _stored, storedLength, _opened);
+                }
+                catch (CryptographicException)
+                {
+                    return $"block {e.Hash} does not decrypt with the repository's key (damaged or altered)";
+                }
+                stored = _opened;
+            }
             int length;
             if (e.Compression == BlobCompression.Zstd)
             {
                 try
                 {
-                    length = _codec.Decompress(_stored, e.StoredLength, _raw, e.RawLength);
+                    length = _codec.Decompress(stored, storedLength, _raw, e.RawLength);
                 }
                 catch (InvalidDataException x)
                 {
@@ -215,8 +232,8 @@ namespace VmCheckpoint.Core.Repository
             }
             else
             {
-                Buffer.BlockCopy(_stored, 0, _raw, 0, e.StoredLength);
-                length = e.StoredLength;
+                Buffer.BlockCopy(stored, 0, _raw, 0, storedLength);
+                length = storedLength;
             }
             if (length != e.RawLength || BlockHash.Compute(_sha, _raw, 0, length) != e.Hash)
                 return $"block {e.Hash} does not match its hash";

@@ -117,7 +117,8 @@ namespace VmCheckpoint.Core.Repository
                 throw new InvalidDataException($"{source}: blob entry has an invalid size {raw}.");
             if (compression != BlobCompression.None && compression != BlobCompression.Zstd)
                 throw new InvalidDataException($"{source}: blob entry has unknown compression {(byte)compression}.");
-            if (compression == BlobCompression.None && raw != stored)
+            // An encrypted repository's blobs carry a nonce and a tag (Aes256Gcm.Overhead) besides their bytes.
+            if (compression == BlobCompression.None && raw != stored && raw + Encryption.Aes256Gcm.Overhead != stored)
                 throw new InvalidDataException($"{source}: uncompressed blob of {stored} bytes claims {raw}.");
             return new PackEntry(hash, offset, stored, raw, compression);
         }

@@ -14,6 +14,9 @@ namespace VmCheckpoint.Core.Repository
     public sealed class RepositoryConfig
     {
         public const int CurrentFormat = 1;
+        /// <summary>Format 1 with everything but the configuration and locks encrypted: versions that do not encrypt refuse it rather than write plain data into it.</summary>
+        public const int EncryptedFormat = 2;
+        public const string Aes256GcmName = "aes-256-gcm";
         public const int DefaultBlockSize = 1 << 20;
         public const int MinBlockSize = 64 << 10;
         public const int MaxBlockSize = 16 << 20;
@@ -28,6 +31,11 @@ namespace VmCheckpoint.Core.Repository
         public int RetainDays { get; set; }
         public const int MaxRetainDays = 36500;
 
+        /// <summary>"aes-256-gcm" for an encrypted repository (keys under keys/), null otherwise.</summary>
+        public string? Encryption { get; set; }
+
+        public bool Encrypted => Encryption != null;
+
         private const string ChecksumKey = "checksum";
         private static readonly string ChecksumPlaceholder = new string('0', 64);
         /// <summary>The fields of a configuration written before it had a checksum: nothing else may be in one without.</summary>
@@ -39,7 +47,7 @@ namespace VmCheckpoint.Core.Repository
         {
             var doc = new BsonDocument
             {
-                ["format"] = CurrentFormat,
+                ["format"] = Encrypted ? EncryptedFormat : CurrentFormat,
                 ["id"] = Id,
                 ["blockSize"] = BlockSize,
                 ["hash"] = "sha256",
@@ -47,6 +55,7 @@ namespace VmCheckpoint.Core.Repository
                 ["created"] = Created.ToUniversalTime().ToString("o"),
             };
             if (RetainDays > 0) doc["retainDays"] = RetainDays;
+            if (Encrypted) doc["encryption"] = Encryption;
             doc[ChecksumKey] = ChecksumPlaceholder;
             var text = JsonSerializer.Serialize(doc, indent: true);
             return Encoding.UTF8.GetBytes(text.Replace(Quoted(ChecksumPlaceholder), Quoted(Checksum(Encoding.UTF8.GetBytes(text)))));
@@ -93,7 +102,8 @@ namespace VmCheckpoint.Core.Repository
                 var doc = JsonSerializer.Deserialize(Encoding.UTF8.GetString(content)) as BsonDocument
                           ?? throw new InvalidDataException($"{source}: not a JSON object.");
                 CheckIntegrity(doc, content, source);
-                if (doc["format"].AsInt32 != CurrentFormat)
+                int format = doc["format"].AsInt32;
+                if (format != CurrentFormat && format != EncryptedFormat)
                     throw new InvalidDataException($"{source}: repository format {doc["format"]} is not supported by this version.");
                 if (doc["hash"].AsString != "sha256" || doc["compression"].AsString != "zstd")
                     throw new InvalidDataException($"{source}: unsupported hash or compression.");
@@ -104,6 +114,9 @@ namespace VmCheckpoint.Core.Repository
                     Created = DateTime.Parse(doc["created"].AsString, null, System.Globalization.DateTimeStyles.RoundtripKind).ToUniversalTime(),
                 };
                 if (doc.ContainsKey("retainDays")) config.RetainDays = doc["retainDays"].AsInt32;
+                if (doc.ContainsKey("encryption")) config.Encryption = doc["encryption"].AsString;
+                if ((format == EncryptedFormat) != config.Encrypted || (config.Encrypted && config.Encryption != Aes256GcmName))
+                    throw new InvalidDataException($"{source}: format {format} with encryption '{config.Encryption}' is not supported by this version.");
                 if (config.Id.Length != 32 || !IsValidBlockSize(config.BlockSize) || config.RetainDays < 0 || config.RetainDays > MaxRetainDays)
                     throw new InvalidDataException($"{source}: id or block size is not valid.");
                 return config;

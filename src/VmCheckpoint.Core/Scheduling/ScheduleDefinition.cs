@@ -34,6 +34,8 @@ namespace VmCheckpoint.Core.Scheduling
         public TimeSpan? MaxDuration { get; set; }
         public string Repository { get; set; } = "";
         public string? CatalogPath { get; set; }
+        /// <summary>An encrypted repository's password file, read by each run (the password itself is never stored).</summary>
+        public string? PasswordFile { get; set; }
         public string? ConnectionUri { get; set; }
         /// <summary>Libvirt (also when empty: schedules written before Hyper-V) or HyperV.</summary>
         public string Hypervisor { get; set; } = Hypervisors.HypervisorNames.Libvirt;

@@ -95,7 +95,8 @@ namespace VmCheckpoint.Core.Scheduling
             CheckpointRepository repository;
             try
             {
-                repository = CheckpointRepository.Open(schedule.Repository);
+                repository = CheckpointRepository.Open(schedule.Repository,
+                    schedule.PasswordFile is null ? null : Repository.Encryption.RepositorySecret.FromFile(schedule.PasswordFile, "the schedule's password file " + schedule.PasswordFile));
             }
             catch (Exception e)
             {

@@ -32,9 +32,9 @@ public sealed class FlippedByteTests
     }
 
     /// <summary>Two VMs, three checkpoints, three packs of raw and zstd blobs, three index files.</summary>
-    internal static (TestRepository T, Dictionary<string, (string Disk, byte[] Content)> Expected) Scene()
+    internal static (TestRepository T, Dictionary<string, (string Disk, byte[] Content)> Expected) Scene(string? password = null)
     {
-        var t = new TestRepository();
+        var t = new TestRepository(password: password);
         var expected = new Dictionary<string, (string, byte[])>();
         string a = t.File("a.raw");
         var content = ImageFiles.CreateRaw(a, MiB, (0, ImageFiles.Noise(1, 3 * Block)), (4 * Block, Text(2, 3 * Block)), (12 * Block, Text(3, Block / 2)));
@@ -47,20 +47,24 @@ public sealed class FlippedByteTests
         return (t, expected);
     }
 
-    [Fact]
-    public void EveryFlippedByteInEveryKindOfStoredFileIsFoundAndNoRestoreWritesAWrongByte()
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void EveryFlippedByteInEveryKindOfStoredFileIsFoundAndNoRestoreWritesAWrongByte(bool encrypted)
     {
-        var (t, expected) = Scene();
+        var (t, expected) = Scene(encrypted ? "flipped bytes" : null);
         using var owner = t;
         string root = t.Folder.Root;
         Assert.True(t.VerifyAll().Healthy);
-        var kinds = new (string Kind, string[] Files)[]
+        var kinds = new List<(string Kind, string[] Files)>
         {
             ("configuration", new[] { t.Layout.ConfigPath }),
             ("pack", t.PackFiles()),
             ("index", t.IndexFiles()),
             ("manifest", t.ManifestFiles()),
         };
+        // An encrypted repository's key file: damage refuses the password (nothing read), never a wrong key.
+        if (encrypted) kinds.Add(("key", Directory.GetFiles(Path.Combine(root, "keys"))));
         Assert.All(kinds, k => Assert.NotEmpty(k.Files));
         Assert.Equal(3, kinds[1].Files.Length);
 
@@ -70,7 +74,8 @@ public sealed class FlippedByteTests
         var missed = new List<string>();
         foreach (var (kind, files) in kinds)
         {
-            for (int i = 0; i < PerKind; i++)
+            // A key file is checked by unlocking it: a key derivation (Argon2id) each, so fewer flips.
+            for (int i = 0; i < (kind == "key" ? PerKind / 4 : PerKind); i++)
             {
                 string file = files[random.Next(files.Length)];
                 long length = new FileInfo(file).Length;
@@ -81,13 +86,13 @@ public sealed class FlippedByteTests
                 TestRepository.FlipByte(file, offset, mask);
                 try
                 {
-                    var (detected, refused) = Detect(root);
+                    var (detected, refused) = Detect(t, withPassword: kind == "key");
                     if (detected) found++; else missed.Add(what);
                     if (refused) refusedAtOpen++;
                     if (refused) continue; // nothing reads a repository refused at open
                     foreach (var (id, (disk, content)) in expected)
                     {
-                        switch (TryRestore(root, t, id, disk, content))
+                        switch (TryRestore(t, id, disk, content))
                         {
                             case true: rightRestores++; break;
                             case false: wrongRestores++; missed.Add($"{what}: restoring {id} wrote wrong bytes"); break;
@@ -121,14 +126,14 @@ public sealed class FlippedByteTests
     }
 
     /// <summary>Opens the repository afresh and verifies everything with data: damage found, and whether the open refused it.</summary>
-    private static (bool Detected, bool Refused) Detect(string root)
+    private static (bool Detected, bool Refused) Detect(TestRepository t, bool withPassword)
     {
         CheckpointRepository repository;
         try
         {
-            repository = CheckpointRepository.Open(root);
+            repository = withPassword ? t.OpenAfresh() : t.OpenWithKey();
         }
-        catch (InvalidDataException)
+        catch (Exception e) when (e is InvalidDataException || e is VmCheckpoint.Core.Repository.Encryption.RepositoryPasswordException)
         {
             return (true, true);
         }
@@ -143,12 +148,12 @@ public sealed class FlippedByteTests
     }
 
     /// <summary>True: the right bytes; false: wrong bytes written; null: the restore failed.</summary>
-    private static bool? TryRestore(string root, TestRepository t, string id, string disk, byte[] content)
+    private static bool? TryRestore(TestRepository t, string id, string disk, byte[] content)
     {
         string destination = t.File("restore-" + Guid.NewGuid().ToString("N"));
         try
         {
-            var repository = CheckpointRepository.Open(root);
+            var repository = t.OpenWithKey();
             var file = repository.FindCheckpoint(id) ?? throw new KeyNotFoundException(id);
             var restored = new RestoreJob(repository, null).Run(new RestoreRequest(file, destination) { Format = DiskFormat.Raw, DiskNames = new[] { disk } });
             return content.AsSpan().SequenceEqual(ImageFiles.ReadGuest(Assert.Single(restored).Path));

@@ -4,6 +4,7 @@ using VmCheckpoint.Core.Hypervisors.ImageFiles;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Repository;
 using VmCheckpoint.Core.Repository.Backends;
+using VmCheckpoint.Core.Repository.Encryption;
 using VmCheckpoint.Core.Tests.Disks;
 using VmCheckpoint.Core.Tests.Repository.Backends;
 using Xunit;
@@ -19,18 +20,34 @@ internal sealed class TestRepository : IDisposable
     public const int BlockSize = 64 * 1024;
     private readonly TempFolder _temp = new();
 
-    public TestRepository(bool faults = false)
+    /// <param name="password">Encrypts the repository under this password (null: not encrypted).</param>
+    public TestRepository(bool faults = false, string? password = null)
     {
         string folder = System.IO.Path.Combine(_temp.Path, "repo");
+        Secret = password is null ? null : RepositorySecret.FromString(password, "the test's password");
         if (faults)
         {
             Faults = new FaultInjectingBackend(new LocalFolderBackend(folder));
-            Repository = CheckpointRepository.Create(Faults, BlockSize);
+            Repository = CheckpointRepository.Create(Faults, BlockSize, encryptWith: Secret);
         }
         else
         {
-            Repository = CheckpointRepository.Create(folder, BlockSize);
+            Repository = CheckpointRepository.Create(folder, BlockSize, encryptWith: Secret);
         }
+    }
+
+    /// <summary>The password of an encrypted repository; null when it is not encrypted.</summary>
+    public RepositorySecret? Secret { get; }
+
+    /// <summary>Opens the repository afresh with the key it was created with (no key derivation: fast).</summary>
+    public CheckpointRepository OpenWithKey() =>
+        Repository.Layout.Key is { } key ? CheckpointRepository.Open(Folder.Root, key) : CheckpointRepository.Open(Folder.Root);
+
+    /// <summary>Opens the repository afresh, as another process would (with its password, never the cached key).</summary>
+    public CheckpointRepository OpenAfresh()
+    {
+        CheckpointRepository.Forget(Repository.Id);
+        return CheckpointRepository.Open(Folder.Root, Secret);
     }
 
     public CheckpointRepository Repository { get; }

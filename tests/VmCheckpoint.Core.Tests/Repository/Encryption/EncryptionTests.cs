@@ -1,0 +1,175 @@
+using System.Security.Cryptography;
+using System.Text;
+using VmCheckpoint.Core.Disks;
+using VmCheckpoint.Core.Jobs;
+using VmCheckpoint.Core.Reporting;
+using VmCheckpoint.Core.Repository;
+using VmCheckpoint.Core.Repository.Encryption;
+using Xunit;
+using Xunit.Abstractions;
+
+namespace VmCheckpoint.Core.Tests.Repository.Encryption;
+
+/// <summary>
+/// Encrypted repositories on a real folder: what the storage holds tells nothing of the data or of whose it is, the right
+/// password restores the same bytes, a wrong one reads and writes nothing, and passwords change without re-encryption.
+/// </summary>
+public sealed class EncryptionTests
+{
+    private const int Block = TestRepository.BlockSize;
+    private const long MiB = 1024 * 1024;
+    private const string VmName = "payroll-db-secret-name";
+    private readonly ITestOutputHelper _output;
+
+    public EncryptionTests(ITestOutputHelper output) => _output = output;
+
+    private static (TestRepository T, string Id, byte[] Content, byte[] Text) Scene(string password = "correct horse")
+    {
+        var t = new TestRepository(password: password);
+        var text = FlippedByteTests.Text(11, 3 * Block);
+        var content = ImageFiles.CreateRaw(t.File("disk-of-" + VmName + ".raw"), MiB, (0, text), (5 * Block, ImageFiles.Noise(12, 2 * Block)));
+        var manifest = t.Checkpoint(VmName, t.File("disk-of-" + VmName + ".raw"));
+        return (t, manifest.Id, content, text);
+    }
+
+    private static Dictionary<string, byte[]> Snapshot(string root) =>
+        Directory.GetFiles(root, "*", SearchOption.AllDirectories).ToDictionary(f => Path.GetRelativePath(root, f), File.ReadAllBytes);
+
+    private static bool Contains(byte[] haystack, byte[] needle) => haystack.AsSpan().IndexOf(needle) >= 0;
+
+    [Fact]
+    public void TheRightPasswordRestoresTheSameBytesAndNothingStoredShowsTheDataItsHashesOrWhoseItIs()
+    {
+        var (t, id, content, text) = Scene();
+        using var owner = t;
+        var repository = t.OpenAfresh();
+        Assert.True(repository.Encrypted);
+        var restored = new RestoreJob(repository, null).Run(new RestoreRequest(repository.FindCheckpoint(id)!, t.File("out")) { Format = DiskFormat.Raw });
+        Assert.True(content.AsSpan().SequenceEqual(ImageFiles.ReadGuest(Assert.Single(restored).Path)));
+
+        var stored = Snapshot(t.Folder.Root);
+        // The text compresses well: plain or zstd, a run of it would show. The hashes of its blocks (what anyone holding
+        // the storage could probe for) appear nowhere, as bytes or as hex names; nor does the VM's or the disk's name.
+        var probes = new List<(string What, byte[] Bytes)>
+        {
+            ("the VM's name", Encoding.UTF8.GetBytes(VmName)),
+            ("a line of the data", text.AsSpan(100, 40).ToArray()),
+        };
+        for (int b = 0; b < 3; b++)
+        {
+            var hash = SHA256.HashData(text.AsSpan(b * Block, Block));
+            probes.Add(($"block {b}'s SHA-256", hash));
+            probes.Add(($"block {b}'s SHA-256 in hex", Encoding.ASCII.GetBytes(Convert.ToHexString(hash).ToLowerInvariant())));
+        }
+        foreach (var (name, bytes) in stored)
+        {
+            Assert.DoesNotContain(VmName, name);
+            foreach (var (what, probe) in probes) Assert.False(Contains(bytes, probe), $"{name} holds {what}");
+        }
+        Assert.Contains(stored.Keys, n => n.StartsWith("keys" + Path.DirectorySeparatorChar));
+        Assert.Contains("\"encryption\": \"aes-256-gcm\"", Encoding.UTF8.GetString(stored["vmcheckpoint-repository.json"]));
+    }
+
+    [Fact]
+    public void AWrongOrMissingPasswordIsASecurityErrorThatReadsAndWritesNothing()
+    {
+        var (t, _, _, _) = Scene();
+        using var owner = t;
+        var before = Snapshot(t.Folder.Root);
+        CheckpointRepository.Forget(t.Repository.Id);
+        var wrong = Assert.Throws<RepositoryPasswordException>(() => CheckpointRepository.Open(t.Folder.Root, RepositorySecret.FromString("incorrect horse", "-Password")));
+        Assert.Contains("wrong password", wrong.Message);
+        Assert.Contains(t.Folder.Root, wrong.Message);
+        Assert.IsAssignableFrom<System.Security.SecurityException>(wrong);
+        var missing = Assert.Throws<RepositoryPasswordException>(() => CheckpointRepository.Open(t.Folder.Root));
+        Assert.Contains("VMCHECKPOINT_PASSWORD", missing.Message);
+        var after = Snapshot(t.Folder.Root);
+        Assert.Equal(before.Keys.OrderBy(k => k), after.Keys.OrderBy(k => k));
+        foreach (var (name, bytes) in before) Assert.True(bytes.AsSpan().SequenceEqual(after[name]), name);
+    }
+
+    [Fact]
+    public void APasswordFileGivesItsFirstLine()
+    {
+        using var t = new TestRepository(password: "from a file");
+        string file = t.File("password");
+        File.WriteAllText(file, "from a file\nthis line is not part of it\n");
+        CheckpointRepository.Forget(t.Repository.Id);
+        Assert.True(CheckpointRepository.Open(t.Folder.Root, RepositorySecret.FromFile(file)).Encrypted);
+        File.WriteAllText(file, "\n");
+        Assert.Throws<ArgumentException>(() => RepositorySecret.FromFile(file));
+        Assert.Throws<RepositoryPasswordException>(() => RepositorySecret.FromFile(t.File("no-such-file")));
+    }
+
+    [Fact]
+    public void PasswordsAreAddedAndChangedWithoutRewritingTheData()
+    {
+        var (t, id, content, _) = Scene("first");
+        using var owner = t;
+        var data = Snapshot(t.Folder.Root).Where(p => !p.Key.StartsWith("keys")).ToList();
+        RepositorySecret Secret(string p) => RepositorySecret.FromString(p, "-Password");
+        CheckpointRepository Open(string p)
+        {
+            CheckpointRepository.Forget(t.Repository.Id);
+            return CheckpointRepository.Open(t.Folder.Root, Secret(p));
+        }
+
+        Open("first").AddPassword(Secret("second"), replace: false);
+        Assert.Equal(2, Open("second").KeyCount);
+        Assert.Throws<TargetExistsException>(() => Open("first").AddPassword(Secret("second"), replace: false));
+        Open("first").AddPassword(Secret("third"), replace: true);
+        Assert.Throws<RepositoryPasswordException>(() => Open("first"));
+        var repository = Open("third");
+        Assert.Equal(2, repository.KeyCount);
+        Open("second");
+        // Replacing needs to know which key was opened: a session unlocked without a password cannot say.
+        var cached = CheckpointRepository.Open(t.Folder.Root);
+        Assert.Throws<InvalidOperationException>(() => cached.AddPassword(Secret("fourth"), replace: true));
+
+        foreach (var (name, bytes) in data) Assert.True(bytes.AsSpan().SequenceEqual(File.ReadAllBytes(Path.Combine(t.Folder.Root, name))), name);
+        var restored = new RestoreJob(repository, null).Run(new RestoreRequest(repository.FindCheckpoint(id)!, t.File("out")) { Format = DiskFormat.Raw });
+        Assert.True(content.AsSpan().SequenceEqual(ImageFiles.ReadGuest(Assert.Single(restored).Path)));
+        Assert.Throws<InvalidOperationException>(() => new TestRepository().Repository.AddPassword(Secret("x"), replace: false));
+    }
+
+    [Fact]
+    public void AConfigurationRewrittenAsUnencryptedIsRefusedBeforeAnythingIsWrittenInPlain()
+    {
+        using var t = new TestRepository(password: "downgrade");
+        string config = t.Layout.ConfigPath;
+        using (var plain = new TestRepository())
+            File.Copy(plain.Layout.ConfigPath, config, overwrite: true); // a valid, unencrypted configuration
+        CheckpointRepository.Forget(t.Repository.Id);
+        var e = Assert.Throws<InvalidDataException>(() => CheckpointRepository.Open(t.Folder.Root));
+        Assert.Contains("keys", e.Message);
+    }
+
+    [Fact]
+    public void TheSameDataDeduplicatesInOneRepositoryButTwoRepositoriesNameItDifferently()
+    {
+        using var a = new TestRepository(password: "a");
+        using var b = new TestRepository(password: "a");
+        string image = a.File("d.raw");
+        ImageFiles.CreateRaw(image, MiB / 2, (0, ImageFiles.Noise(3, 4 * Block)));
+        a.Checkpoint("vm", image);
+        long packs = a.PackBytes();
+        a.Checkpoint("other-vm", image);
+        Assert.Equal(packs, a.PackBytes());
+        b.Checkpoint("vm", image);
+        var idsA = a.PackFiles().SelectMany(p => TestRepository.PackEntries(p)).Select(e => e.Hash).ToHashSet();
+        var idsB = b.PackFiles().SelectMany(p => TestRepository.PackEntries(p)).Select(e => e.Hash).ToHashSet();
+        Assert.Equal(4, idsA.Count);
+        Assert.Empty(idsA.Intersect(idsB));
+    }
+
+    [Fact]
+    public void TheMasterKeyIsWrappedUnderArgon2id()
+    {
+        using var t = new TestRepository(password: "cost");
+        t.OpenAfresh();
+        var slot = KeySlot.Parse(File.ReadAllBytes(Directory.GetFiles(Path.Combine(t.Folder.Root, "keys")).Single()), "key");
+        Assert.Equal("argon2id", slot.Kdf);
+        Assert.True(slot.MemoryKiB >= 64 * 1024);
+        Assert.Equal(16, slot.Salt.Length);
+    }
+}
