@@ -178,7 +178,7 @@ namespace VmCheckpoint.Core.Catalog
         {
             var info = _checkpoints.FindById(KeyOf(repositoryId, id));
             if (info is null) return;
-            info.BootResult = passed ? Jobs.BootTestResult.Passed : Jobs.BootTestResult.Failed;
+            info.BootResult = passed ? BootOutcome.Passed : BootOutcome.Failed;
             info.BootReason = reason;
             info.BootTime = time;
             _checkpoints.Update(info);

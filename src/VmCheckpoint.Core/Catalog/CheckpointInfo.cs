@@ -63,7 +63,7 @@ namespace VmCheckpoint.Core.Catalog
         public string? BootReason { get; set; }
         public DateTime? BootTime { get; set; }
         [BsonIgnore]
-        internal bool BootPassed => BootResult == Jobs.BootTestResult.Passed;
+        internal bool BootPassed => BootResult == BootOutcome.Passed;
         public string RepositoryId { get; set; } = "";
         /// <summary>The repository path this checkpoint was last seen through (for piping into other cmdlets).</summary>
         public string Repository { get; set; } = "";
@@ -72,6 +72,12 @@ namespace VmCheckpoint.Core.Catalog
         public TimeSpan Duration => TimeSpan.FromSeconds(DurationSeconds);
 
         public override string ToString() => $"{VmName} {Id} {Time:u}";
+    }
+
+    /// <summary>The outcomes of a boot test, as the catalog and every output name them.</summary>
+    public static class BootOutcome
+    {
+        public const string Passed = "Passed", Failed = "Failed";
     }
 
     /// <summary>One VM with checkpoints in a repository.</summary>

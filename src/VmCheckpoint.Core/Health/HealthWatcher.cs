@@ -268,7 +268,7 @@ namespace VmCheckpoint.Core.Health
         /// resort. Within each, newest first. With no boot tests at all this is newest first, as it always was.
         /// </summary>
         internal static List<CheckpointInfo> RestoreOrder(IEnumerable<CheckpointInfo> checkpoints) =>
-            checkpoints.OrderBy(c => c.BootResult switch { Jobs.BootTestResult.Passed => 0, null => 1, _ => 2 })
+            checkpoints.OrderBy(c => c.BootResult switch { BootOutcome.Passed => 0, null => 1, _ => 2 })
                 .ThenByDescending(c => c.Time).ThenByDescending(c => c.Id, StringComparer.Ordinal).ToList();
 
         /// <summary>Why this checkpoint was chosen, for the health event.</summary>
@@ -278,7 +278,7 @@ namespace VmCheckpoint.Core.Health
             if (chosen.BootPassed)
                 return ReferenceEquals(chosen, newest) ? "the newest, and its boot test passed" : $"the newest whose boot test passed, rather than the newer {newest.Id}" + (newest.BootResult is null ? " (never boot-tested)" : $" (boot test {newest.BootResult})");
             if (candidates.Any(c => c.BootPassed)) return "no checkpoint that passed a boot test could be restored";
-            return chosen.BootResult == Jobs.BootTestResult.Failed ? "its boot test failed, but nothing else could be restored"
+            return chosen.BootResult == BootOutcome.Failed ? "its boot test failed, but nothing else could be restored"
                 : candidates.Any(c => c.BootResult != null) ? "no checkpoint passed a boot test; the newest untested" : "the newest; none was boot-tested";
         }
 

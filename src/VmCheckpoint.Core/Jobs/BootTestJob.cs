@@ -26,17 +26,15 @@ namespace VmCheckpoint.Core.Jobs
     /// <summary>The outcome of one boot test.</summary>
     public sealed class BootTestResult
     {
-        public const string Passed = "Passed", Failed = "Failed";
-
         public string CheckpointId { get; set; } = "";
         public string VmName { get; set; } = "";
         /// <summary>The isolated copy's name on the host.</summary>
         public string CopyName { get; set; } = "";
         /// <summary>Passed or Failed.</summary>
-        public string Result { get; set; } = Failed;
+        public string Result { get; set; } = BootOutcome.Failed;
         public string Reason { get; set; } = "";
         public double Seconds { get; set; }
-        public bool IsPassed => Result == Passed;
+        public bool IsPassed => Result == BootOutcome.Passed;
     }
 
     /// <summary>
@@ -112,7 +110,7 @@ namespace VmCheckpoint.Core.Jobs
                 using (var copy = host.StartIsolated(new IsolatedBootRequest(manifest.Configuration!, overlays, result.CopyName, folder), _reporter))
                 {
                     (bool passed, string reason) = Watch(copy, options, clock, cancellationToken);
-                    result.Result = passed ? BootTestResult.Passed : BootTestResult.Failed;
+                    result.Result = passed ? BootOutcome.Passed : BootOutcome.Failed;
                     result.Reason = reason;
                 }
             }
