@@ -37,7 +37,7 @@ BeforeAll {
     # What a boot test may leave behind: copies on the host, overlay folders, export servers of the VM.
     function script:Get-Leftovers {
         @(& virsh -c $uri list --all --name | Where-Object { $_ -like "$name-boottest-*" }) +
-        @(Get-ChildItem $bootRoot -Directory -ErrorAction SilentlyContinue | Where-Object Name -like "$name-boottest-*" | ForEach-Object FullName) +
+        @(Get-ChildItem $bootRoot -Directory -ErrorAction SilentlyContinue | ForEach-Object FullName) +
         @(Get-ChildItem /run/vmcheckpoint/exports -Directory -ErrorAction SilentlyContinue | ForEach-Object { Join-Path $_.FullName 'server.json' } |
             Where-Object { Test-Path $_ } | ForEach-Object { Get-Content -Raw $_ | ConvertFrom-Json } | Where-Object VmName -eq $name | ForEach-Object { "export server $($_.ProcessId)" })
     }
@@ -97,9 +97,9 @@ Describe 'Test-VmCheckpoint -Boot' {
         $watched.Copy.Persistent | Should -BeFalse
         $xml = [xml]$watched.Copy.Xml
         @($xml.domain.devices.SelectNodes('interface')).Count | Should -Be 0
-        $xml.domain.devices.disk.source.file | Should -BeLike "$bootRoot/$name-boottest-*/vda.qcow2"
+        $xml.domain.devices.disk.source.file | Should -BeLike "$bootRoot/*-boottest-*/vda.qcow2"
         $xml.domain.devices.disk.backingStore.source.protocol | Should -Be 'nbd'
-        $xml.domain.devices.serial.source.path | Should -BeLike "$bootRoot/$name-boottest-*/console.log"
+        $xml.domain.devices.serial.source.path | Should -BeLike "$bootRoot/*-boottest-*/console.log"
         $watched.Copy.Xml | Should -Not -Match ([regex]::Escape($disk))
         $watched.Copy.Xml | Should -Not -Match ([regex]::Escape($console))
 
