@@ -159,6 +159,26 @@ Describe 'Test-VmCheckpoint -Boot' {
         finally { Remove-TestVm -Name $plain }
     }
 
+    It 'boot-tests the checkpoint a scheduled run takes with -BootTest, and fails the run when the test fails' {
+        $env:VMCHECKPOINT_SCHEDULE_ROOT = Join-Path $work 'schedules'
+        try {
+            $s = Register-VmCheckpointSchedule -Name $name -Interval 04:00:00 -Scheduler Cron -ScheduleName boot-ok -BootTest -ConsolePattern '^VMCKG BOOT' -BootTimeout 00:02:00 -Repository $repo
+            $s.BootTest | Should -BeTrue
+            $out = Invoke-VmCheckpointSchedule -Name boot-ok
+            $taken = $out | Where-Object { $_ -is [VmCheckpoint.Core.Catalog.CheckpointInfo] }
+            ($out | Where-Object { $_ -is [VmCheckpoint.Core.Jobs.BootTestResult] }).Result | Should -Be 'Passed'
+            (Get-VmCheckpoint -Name $name -Id $taken.Id -Repository $repo).BootResult | Should -Be 'Passed'
+            Register-VmCheckpointSchedule -Name $name -Interval 04:00:00 -Scheduler Cron -ScheduleName boot-bad -BootTest -ConsolePattern 'NEVER-SHOWN' -BootTimeout 00:00:10 -Repository $repo | Out-Null
+            { Invoke-VmCheckpointSchedule -Name boot-bad -ErrorAction Stop } | Should -Throw '*failed its boot test*'
+            (Get-VmCheckpoint -Name $name -Repository $repo | Select-Object -First 1).BootResult | Should -Be 'Failed'
+            Get-Leftovers | Should -BeNullOrEmpty
+        }
+        finally {
+            Get-VmCheckpointSchedule -ErrorAction SilentlyContinue | Unregister-VmCheckpointSchedule -Confirm:$false -ErrorAction SilentlyContinue
+            $env:VMCHECKPOINT_SCHEDULE_ROOT = $null
+        }
+    }
+
     It 'left the original''s disk as it was' {
         Get-DataHash | Should -Be $before
         Get-DomState $name | Should -Match '^running'
