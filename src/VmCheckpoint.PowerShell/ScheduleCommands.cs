@@ -62,6 +62,12 @@ namespace VmCheckpoint.PowerShell
         public string? ComputerName { get; set; }
 
         [Parameter(ParameterSetName = CheckpointSet)] public SwitchParameter IncludeMemory { get; set; }
+        /// <summary>Boot-test each checkpoint the run takes; a failed test fails the run and notifies.</summary>
+        [Parameter(ParameterSetName = CheckpointSet)] public SwitchParameter BootTest { get; set; }
+        /// <summary>With -BootTest: the console pattern to wait for instead of the guest agent.</summary>
+        [Parameter(ParameterSetName = CheckpointSet)] [ValidateNotNullOrEmpty] public string? ConsolePattern { get; set; }
+        /// <summary>With -BootTest: how long a copy may take to come up.</summary>
+        [Parameter(ParameterSetName = CheckpointSet)] public TimeSpan? BootTimeout { get; set; }
         [Parameter(ParameterSetName = CheckpointSet)] [ValidateRange(0, int.MaxValue)] public int KeepLast { get; set; }
         [Parameter(ParameterSetName = CheckpointSet)] [ValidateRange(0, int.MaxValue)] public int KeepDaily { get; set; }
         [Parameter(ParameterSetName = CheckpointSet)] [ValidateRange(0, int.MaxValue)] public int KeepWeekly { get; set; }
@@ -98,6 +104,9 @@ namespace VmCheckpoint.PowerShell
                     Hypervisor = Core.Hypervisors.HypervisorNames.Canonical(Hypervisor),
                     ComputerName = ComputerName,
                     IncludeMemory = IncludeMemory,
+                    BootTest = BootTest,
+                    BootConsolePattern = ConsolePattern,
+                    BootTimeout = BootTimeout,
                     KeepLast = KeepLast, KeepDaily = KeepDaily, KeepWeekly = KeepWeekly, KeepMonthly = KeepMonthly,
                     Action = Watch ? Action.ToString() : null,
                     TargetConnectionUri = TargetConnectionUri,
@@ -105,6 +114,9 @@ namespace VmCheckpoint.PowerShell
                     ScheduleRoot = store.Root == "/" ? null : Path.GetFullPath(store.Root),
                     ModulePath = ModuleFolder(),
                 };
+                if (!BootTest && (ConsolePattern != null || BootTimeout != null)) throw new ArgumentException("-ConsolePattern and -BootTimeout describe the boot test: add -BootTest.");
+                if (BootTimeout is { } timeout && timeout < TimeSpan.FromSeconds(1)) throw new ArgumentException($"-BootTimeout {timeout} is shorter than a second: give a time span such as 00:02:00.");
+                if (ConsolePattern != null) _ = new System.Text.RegularExpressions.Regex(ConsolePattern);
                 schedule.Validate();
                 var scheduler = WindowsTaskScheduler.Resolve(store, Scheduler, InvokeCommand);
                 schedule.Scheduler = scheduler.Name;

@@ -173,6 +173,17 @@ namespace VmCheckpoint.Core.Catalog
             return n;
         }
 
+        /// <summary>Records the outcome of a boot test on the checkpoint's entry (the latest test replaces an earlier one).</summary>
+        public void RecordBootTest(string repositoryId, string id, bool passed, string reason, DateTime time)
+        {
+            var info = _checkpoints.FindById(KeyOf(repositoryId, id));
+            if (info is null) return;
+            info.BootResult = passed ? BootOutcome.Passed : BootOutcome.Failed;
+            info.BootReason = reason;
+            info.BootTime = time;
+            _checkpoints.Update(info);
+        }
+
         public void RemoveCheckpoint(string repositoryId, string id) => _checkpoints.Delete(KeyOf(repositoryId, id));
 
         /// <summary>Checkpoints of a repository, newest first.</summary>

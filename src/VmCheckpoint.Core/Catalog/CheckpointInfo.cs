@@ -57,6 +57,13 @@ namespace VmCheckpoint.Core.Catalog
         public long StoredBytes { get; set; }
         public double DurationSeconds { get; set; }
         public string? Note { get; set; }
+        /// <summary>The last boot test of the checkpoint (Test-VmCheckpoint -Boot): Passed, Failed, or null when never tested.</summary>
+        public string? BootResult { get; set; }
+        /// <summary>What the last boot test saw: what answered or matched, or why it failed.</summary>
+        public string? BootReason { get; set; }
+        public DateTime? BootTime { get; set; }
+        [BsonIgnore]
+        internal bool BootPassed => BootResult == BootOutcome.Passed;
         public string RepositoryId { get; set; } = "";
         /// <summary>The repository path this checkpoint was last seen through (for piping into other cmdlets).</summary>
         public string Repository { get; set; } = "";
@@ -65,6 +72,12 @@ namespace VmCheckpoint.Core.Catalog
         public TimeSpan Duration => TimeSpan.FromSeconds(DurationSeconds);
 
         public override string ToString() => $"{VmName} {Id} {Time:u}";
+    }
+
+    /// <summary>The outcomes of a boot test, as the catalog and every output name them.</summary>
+    public static class BootOutcome
+    {
+        public const string Passed = "Passed", Failed = "Failed";
     }
 
     /// <summary>One VM with checkpoints in a repository.</summary>

@@ -240,7 +240,7 @@ namespace VmCheckpoint.Core.Health
         private (bool, string, string?) Restore(IHypervisor target, string location, string name, CancellationToken cancellationToken)
         {
             _catalog.Synchronize(_repository, cancellationToken);
-            var candidates = _catalog.GetCheckpoints(_repository.Id, c => c.VmName == name && c.Hypervisor == target.Name);
+            var candidates = RestoreOrder(_catalog.GetCheckpoints(_repository.Id, c => c.VmName == name && c.Hypervisor == target.Name));
             if (candidates.Count == 0) return (false, $"'{name}' has no checkpoint in {_repository.Path}.", null);
             foreach (var candidate in candidates)
             {
@@ -257,9 +257,29 @@ namespace VmCheckpoint.Core.Health
                 var result = _policy.Instant && InstantRestoreJob.Supports(target)
                     ? new InstantRestoreJob(_repository, _catalog, target, _reporter).Run(request, location.Length == 0 ? null : location, candidate.IncludesMemory, cancellationToken)
                     : new VmRestoreJob(_repository, _catalog, target, _reporter).Run(request, null, start: true, resumeMemory: candidate.IncludesMemory, cancellationToken);
-                return (true, $"Restored checkpoint {candidate.Id} of {candidate.Time:u} on {target.Host}" + (result.ResumedFromMemory ? ", resumed from its memory state" : ", booted") + (result.Instant ? " at once from the repository; its data is being copied home." : "."), candidate.Id);
+                return (true, $"Restored checkpoint {candidate.Id} of {candidate.Time:u} ({Why(candidate, candidates)}) on {target.Host}" + (result.ResumedFromMemory ? ", resumed from its memory state" : ", booted") + (result.Instant ? " at once from the repository; its data is being copied home." : "."), candidate.Id);
             }
             return (false, $"No checkpoint of '{name}' passes verification.", null);
+        }
+
+        /// <summary>
+        /// The order checkpoints are tried in (each only when the ones before it fail verification): those whose last
+        /// boot test passed, newest first; then those never boot-tested; then those whose boot test failed, as a last
+        /// resort. Within each, newest first. With no boot tests at all this is newest first, as it always was.
+        /// </summary>
+        internal static List<CheckpointInfo> RestoreOrder(IEnumerable<CheckpointInfo> checkpoints) =>
+            checkpoints.OrderBy(c => c.BootResult switch { BootOutcome.Passed => 0, null => 1, _ => 2 })
+                .ThenByDescending(c => c.Time).ThenByDescending(c => c.Id, StringComparer.Ordinal).ToList();
+
+        /// <summary>Why this checkpoint was chosen, for the health event.</summary>
+        internal static string Why(CheckpointInfo chosen, IReadOnlyList<CheckpointInfo> candidates)
+        {
+            var newest = candidates.OrderByDescending(c => c.Time).First();
+            if (chosen.BootPassed)
+                return ReferenceEquals(chosen, newest) ? "the newest, and its boot test passed" : $"the newest whose boot test passed, rather than the newer {newest.Id}" + (newest.BootResult is null ? " (never boot-tested)" : $" (boot test {newest.BootResult})");
+            if (candidates.Any(c => c.BootPassed)) return "no checkpoint that passed a boot test could be restored";
+            return chosen.BootResult == BootOutcome.Failed ? "its boot test failed, but nothing else could be restored"
+                : candidates.Any(c => c.BootResult != null) ? "no checkpoint passed a boot test; the newest untested" : "the newest; none was boot-tested";
         }
 
         private void Log(List<HealthEvent> events, HealthEvent e, bool persist = true)

@@ -42,6 +42,12 @@ namespace VmCheckpoint.Core.Scheduling
         /// <summary>The Hyper-V host, for HyperV schedules; the local one when null.</summary>
         public string? ComputerName { get; set; }
         public bool IncludeMemory { get; set; }
+        /// <summary>Boot-test each checkpoint the run takes (Test-VmCheckpoint -Boot); a failed test fails the run.</summary>
+        public bool BootTest { get; set; }
+        /// <summary>With <see cref="BootTest"/>: the console pattern to wait for (null: the guest agent must answer).</summary>
+        public string? BootConsolePattern { get; set; }
+        /// <summary>With <see cref="BootTest"/>: how long a copy may take to come up (null: 5 minutes).</summary>
+        public TimeSpan? BootTimeout { get; set; }
         public int KeepLast { get; set; }
         public int KeepDaily { get; set; }
         public int KeepWeekly { get; set; }
@@ -83,7 +89,7 @@ namespace VmCheckpoint.Core.Scheduling
             if (KeepDaily > 0) keep.Add($"{KeepDaily} daily");
             if (KeepWeekly > 0) keep.Add($"{KeepWeekly} weekly");
             if (KeepMonthly > 0) keep.Add($"{KeepMonthly} monthly");
-            return $"checkpoint {vms}{(IncludeMemory ? " with memory" : "")} into {Repository}" +
+            return $"checkpoint {vms}{(IncludeMemory ? " with memory" : "")} into {Repository}" + (BootTest ? ", boot-test each new checkpoint" : "") +
                    (keep.Count > 0 ? ", then keep " + string.Join(", ", keep) : "") +
                    (MaxDuration is { } window ? $", within {window}" : "");
         }
@@ -131,6 +137,7 @@ namespace VmCheckpoint.Core.Scheduling
                 if (Interval == TimeSpan.Zero) throw new ArgumentException("Give -Interval (every so long) or -At (a time of day, with -DaysOfWeek for some days only).");
                 if (Interval < TimeSpan.FromMinutes(1)) throw new ArgumentException($"-Interval {Interval}: a schedule runs at most once a minute.");
             }
+            if (BootTest && IsHyperV) throw new ArgumentException("-BootTest boots checkpoints on libvirt only: drop it for a Hyper-V schedule.");
             if (MaxDuration is { } window && window <= TimeSpan.Zero) throw new ArgumentException($"-MaxDuration {window}: a backup window must be longer than zero.");
         }
 

@@ -19,6 +19,12 @@ namespace VmCheckpoint.Core.Scheduling
         public ScheduleOverlapException(string message) : base(message) { }
     }
 
+    /// <summary>A scheduled run's new checkpoint did not pass its boot test (-BootTest).</summary>
+    public sealed class BootTestFailedException : Exception
+    {
+        public BootTestFailedException(string message) : base(message) { }
+    }
+
     /// <summary>A scheduled run went past its backup window (-MaxDuration) and stopped.</summary>
     public sealed class BackupWindowExceededException : Exception
     {
@@ -144,6 +150,18 @@ namespace VmCheckpoint.Core.Scheduling
                     {
                         window.Token.ThrowIfCancellationRequested();
                         var manifest = new VmCheckpointJob(repository, _catalog, hypervisor, _reporter).Run(vm, new CheckpointPlan { IncludeMemory = schedule.IncludeMemory }, window.Token);
+                        if (schedule.BootTest)
+                        {
+                            var file = repository.FindCheckpoint(manifest.Id) ?? throw new KeyNotFoundException($"Checkpoint {manifest.Id} of '{vm}' is gone from {repository.Path}.");
+                            var options = new BootTestOptions
+                            {
+                                ConsolePattern = schedule.BootConsolePattern is null ? null : new System.Text.RegularExpressions.Regex(schedule.BootConsolePattern, System.Text.RegularExpressions.RegexOptions.Multiline),
+                                Timeout = schedule.BootTimeout ?? TimeSpan.FromMinutes(5),
+                            };
+                            var boot = new BootTestJob(repository, _catalog, hypervisor, _reporter).Run(file, options, window.Token);
+                            output.Add(boot);
+                            if (!boot.IsPassed) throw new BootTestFailedException($"checkpoint {manifest.Id} was taken, but it failed its boot test: {boot.Reason}");
+                        }
                         output.Add(_catalog.GetCheckpoints(repository.Id, c => c.Id == manifest.Id).First());
                         report.Checkpointed(vm, manifest.Id);
                         done.Add(vm);

@@ -83,6 +83,48 @@ public sealed class HealthWatcherTests : IDisposable
     }
 
     [Fact]
+    public void ARestorePrefersTheNewestCheckpointThatPassedItsBootTestOverANewerOneThatFailed()
+    {
+        var passed = _catalog.GetCheckpoints(_t.Repository.Id).Single();
+        Thread.Sleep(20);
+        var failed = new VmCheckpointJob(_t.Repository, _catalog, _host).Run("web", new CheckpointPlan());
+        Thread.Sleep(20);
+        var untested = new VmCheckpointJob(_t.Repository, _catalog, _host).Run("web", new CheckpointPlan());
+        _catalog.RecordBootTest(_t.Repository.Id, passed.Id, passed: true, "its guest agent answered after 4.0 s", DateTime.UtcNow);
+        _catalog.RecordBootTest(_t.Repository.Id, failed.Id, passed: false, "its guest agent did not answer within 60 s", DateTime.UtcNow);
+        _host.Crash("web");
+        var events = Watcher(new HealthPolicy { Action = RecoveryAction.RestoreLatest }).CheckOnce(new[] { "web" }, CancellationToken.None);
+
+        var action = Assert.Single(Actions(events));
+        Assert.Equal(JobResult.Succeeded, action.Outcome);
+        Assert.Equal(passed.Id, action.CheckpointId);
+        Assert.Contains("the newest whose boot test passed", action.Message);
+        Assert.Contains(untested.Id, action.Message);
+        Assert.Contains(passed.Id, Assert.Single(_host.Registered).Disks[0].Path);
+    }
+
+    [Fact]
+    public void WithoutBootTestsARestoreTakesTheNewestAndSaysNoneWasTested()
+    {
+        Thread.Sleep(20);
+        var newest = new VmCheckpointJob(_t.Repository, _catalog, _host).Run("web", new CheckpointPlan());
+        _host.Crash("web");
+        var events = Watcher(new HealthPolicy { Action = RecoveryAction.RestoreLatest }).CheckOnce(new[] { "web" }, CancellationToken.None);
+
+        var action = Assert.Single(Actions(events));
+        Assert.Equal(newest.Id, action.CheckpointId);
+        Assert.Contains("none was boot-tested", action.Message);
+    }
+
+    [Fact]
+    public void CheckpointsThatFailedTheirBootTestComeLastNewestFirstWithinEachKind()
+    {
+        CheckpointInfo At(int minute, string? boot) => new() { Id = "c" + minute, Time = new DateTime(2026, 1, 1, 0, minute, 0, DateTimeKind.Utc), BootResult = boot };
+        var order = HealthWatcher.RestoreOrder(new[] { At(1, "Passed"), At(2, "Failed"), At(3, null), At(4, "Passed"), At(5, "Failed"), At(6, null) });
+        Assert.Equal(new[] { "c4", "c1", "c6", "c3", "c5", "c2" }, order.Select(c => c.Id));
+    }
+
+    [Fact]
     public void ARestartThatFailsIsFollowedByARestoreInTheSameAttempt()
     {
         _host.FailStart = new HypervisorException("Cannot access storage file");

@@ -105,6 +105,58 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             return doc.ToString();
         }
 
+        /// <summary>The file the serial console of a boot test copy is written to, in its folder.</summary>
+        public const string BootTestConsole = "console.log";
+
+        /// <summary>
+        /// A copy of a checkpoint's VM for a boot test (<see cref="ForRestore"/> under <paramref name="newName"/>, its disks
+        /// the overlays in <paramref name="folder"/>) that can touch nothing of the original nor of the network: no
+        /// interfaces, no host devices or shared folders, no disk of the original left in (a disk outside the checkpoint),
+        /// every serial port and console written to files of its own, the guest agent's socket chosen by libvirt, and
+        /// graphics on ports libvirt picks.
+        /// </summary>
+        public static string ForBootTest(string xml, IReadOnlyList<RegisteredDisk> disks, string newName, string folder)
+        {
+            var doc = XDocument.Parse(ForRestore(xml, disks, newName));
+            var devices = doc.Root!.Element("devices");
+            if (devices is null) doc.Root.Add(devices = new XElement("devices"));
+            devices.Elements().Where(e => e.Name == "interface" || e.Name == "hostdev" || e.Name == "redirdev" || e.Name == "filesystem" || e.Name == "smartcard").Remove();
+            // A writable disk the checkpoint does not hold would be the original's own file; CD-ROMs are read-only.
+            devices.Elements("disk").Where(d => (string?)d.Attribute("device") is null or "disk" or "lun")
+                .Where(d => !disks.Any(r => r.Name == (string?)d.Element("target")?.Attribute("dev")))
+                .Where(d => d.Element("readonly") is null).Remove();
+            int port = 0;
+            foreach (var serial in devices.Elements("serial").ToList())
+                ToOwnFile(serial, System.IO.Path.Combine(folder, port++ == 0 ? BootTestConsole : $"serial{port - 1}.log"));
+            // A console whose target is a serial port mirrors it (libvirt adds it back); a virtio console is a port of its own.
+            foreach (var console in devices.Elements("console").ToList())
+            {
+                var kind = (string?)console.Element("target")?.Attribute("type");
+                if (kind is null or "serial") console.Remove();
+                else ToOwnFile(console, System.IO.Path.Combine(folder, $"console-{kind}.log"));
+            }
+            foreach (var channel in devices.Elements("channel").Where(c => (string?)c.Attribute("type") == "unix")) channel.Elements("source").Remove();
+            foreach (var graphics in devices.Elements("graphics"))
+            {
+                foreach (var name in new[] { "port", "tlsPort", "websocket", "socket" }) graphics.Attribute(name)?.Remove();
+                if ((string?)graphics.Attribute("type") is "vnc" or "spice") graphics.SetAttributeValue("autoport", "yes");
+                graphics.Elements("listen").Where(l => (string?)l.Attribute("type") == "socket").Remove();
+            }
+            return doc.ToString();
+        }
+
+        private static void ToOwnFile(XElement chardev, string path)
+        {
+            chardev.SetAttributeValue("type", "file");
+            chardev.Elements("source").Remove();
+            chardev.Elements("log").Remove();
+            chardev.Elements("protocol").Remove();
+            chardev.AddFirst(new XElement("source", new XAttribute("path", path)));
+        }
+
+        /// <summary>The NVRAM file a definition names, if any.</summary>
+        public static string? Nvram(string xml) => XDocument.Parse(xml).Root!.Element("os")?.Element("nvram")?.Value is { Length: > 0 } path ? path : null;
+
         /// <summary>
         /// The saved state's XML given the identity libvirt chose when the copy was defined (its UUID, its interfaces'
         /// MAC addresses, in order): the running copy and its definition are one domain.

@@ -80,6 +80,17 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             return new LibvirtDomain(this, dom);
         }
 
+        /// <summary>
+        /// Starts a transient domain (never defined) that libvirt destroys when this connection closes: nothing of it
+        /// outlives the process that started it, however that process ends.
+        /// </summary>
+        public LibvirtDomain StartTransient(string xml)
+        {
+            var dom = LibvirtNative.virDomainCreateXML(Handle, xml, LibvirtNative.StartAutoDestroy);
+            if (dom == IntPtr.Zero) throw LibvirtNative.LastError("Starting the transient domain");
+            return new LibvirtDomain(this, dom);
+        }
+
         /// <summary>Restores a domain from a saved memory state file, with its XML replaced by <paramref name="xml"/>.</summary>
         public void RestoreSaved(string file, string? xml, bool paused)
         {

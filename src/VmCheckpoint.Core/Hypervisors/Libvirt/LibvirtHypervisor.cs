@@ -8,7 +8,7 @@ using VmCheckpoint.Core.Reporting;
 namespace VmCheckpoint.Core.Hypervisors.Libvirt
 {
     /// <summary>libvirt/KVM through the libvirt C API and NBD pull backups.</summary>
-    public sealed class LibvirtHypervisor : IHypervisor, IBackgroundCopyHost
+    public sealed class LibvirtHypervisor : IHypervisor, IBackgroundCopyHost, IBootTestHost
     {
         private readonly LibvirtConnection _connection;
 
@@ -244,6 +244,10 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
             var (running, done, total) = domain.BlockJob(disk);
             return new BackgroundCopyState { Running = running, BytesDone = done, BytesTotal = total, HasBackingStore = DomainXml.HasBackingStore(domain.GetXml(), disk) };
         }
+
+        public bool HasGuestAgentChannel(string configuration) => DomainXml.GuestAgent(configuration) != GuestAgentChannel.None;
+
+        public IIsolatedVm StartIsolated(IsolatedBootRequest request, IJobReporter reporter) => LibvirtIsolatedVm.Start(_connection, request, reporter);
 
         public void Dispose() => _connection.Dispose();
     }

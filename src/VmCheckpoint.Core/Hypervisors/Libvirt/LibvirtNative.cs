@@ -52,6 +52,9 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt
         [DllImport(Lib)] public static extern int virDomainRestoreFlags(IntPtr conn, string from, string? dxml, uint flags);
         [DllImport(Lib)] public static extern IntPtr virDomainSaveImageGetXMLDesc(IntPtr conn, string file, uint flags);
         [DllImport(Lib)] public static extern IntPtr virDomainDefineXML(IntPtr conn, string xml);
+        [DllImport(Lib)] public static extern IntPtr virDomainCreateXML(IntPtr conn, string xml, uint flags);
+        // virDomainCreateFlags: the domain dies with the connection that started it.
+        public const uint StartAutoDestroy = 2;
         [DllImport(Lib)] public static extern int virDomainCreate(IntPtr dom);
         [DllImport(Lib)] public static extern int virDomainDestroy(IntPtr dom);
         [DllImport(Lib)] public static extern int virDomainUndefineFlags(IntPtr dom, uint flags);
