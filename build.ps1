@@ -78,7 +78,7 @@ function Invoke-Bootstrap {
     # libvhdi is a second, independent VHDX reader: the oracle where qemu-img has no support (differencing, 4K sectors).
     if (-not (Test-Path /usr/lib/python3/dist-packages/pyvhdi*)) { Install-DebianPackage -Package @('python3-libvhdi') -Command @('__none__') }
     # samba and smbnetfs (FUSE) give the share tests a real SMB share on 127.0.0.1 (tests/hosts/start-smb.sh).
-    Install-DebianPackage -Package @('samba', 'smbnetfs', 'fuse3') -Command @('smbd', 'smbnetfs', 'fusermount')
+    Install-DebianPackage -Package @('samba', 'smbnetfs', 'fuse3') -Command @('smbd', 'smbnetfs', 'fusermount3')
     # libvirt and qemu run the live tests' VMs; libnbd is the NBD client of pull backups.
     Install-DebianPackage -Package @('libvirt-daemon-system', 'libvirt-clients', 'qemu-system-x86', 'libnbd0', 'nbdkit') -Command @('libvirtd', 'virsh', 'qemu-system-x86_64', 'nbdkit')
     if (-not (Test-Path /usr/lib/x86_64-linux-gnu/libnbd.so.0)) { Install-DebianPackage -Package @('libnbd0') -Command @('__none__') }
