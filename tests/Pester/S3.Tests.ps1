@@ -303,3 +303,10 @@ Describe 'An unreachable S3 gateway' {
         } finally { $env:AWS_SECRET_ACCESS_KEY = $secret }
     }
 }
+
+Describe 'The same scenario in an encrypted repository in S3' {
+    It 'loses nothing, reclaims, verifies, restores equal, and names no VM in the bucket' {
+        $encrypted = "s3://$bucket/encrypted"
+        Assert-EncryptedScenario -Work $work -Repository $encrypted -ObjectNames { (Get-S3Objects $encrypted).Key }
+    }
+}

@@ -174,3 +174,13 @@ Describe 'An unreachable share' {
         $failure.CategoryInfo.Category | Should -Be 'ResourceUnavailable' -Because "$failure"
     }
 }
+
+Describe 'The same scenario in an encrypted repository on the share' {
+    It 'loses nothing, reclaims, verifies, restores equal, and names no VM on the share' {
+        $name = 'encrypted-' + [guid]::NewGuid().ToString('N').Substring(0, 8)
+        $backingFolder = Join-Path $smb.Backing $name
+        Assert-EncryptedScenario -Work $work -Repository (Join-Path $smb.Path $name) -ObjectNames {
+            Get-ChildItem $backingFolder -Recurse -File | ForEach-Object { $_.FullName.Substring($backingFolder.Length + 1) }
+        }
+    }
+}

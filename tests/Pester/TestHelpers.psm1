@@ -350,4 +350,32 @@ Invoke-VmCheckpoint -Name '$($p.Name)' -DiskPath '$($p.Path)' -Repository '$Repo
     $verdicts.Status | Sort-Object -Unique | Should -Be 'Healthy'
 }
 
+# The share and S3 scenario in an encrypted repository: two checkpoints, two writers at once from two processes (which
+# get the password from the environment they inherit), reclaim, verify with -ReadData, restore and compare; and no VM
+# name in any object name. $ObjectNames lists the repository's object names relative to it.
+function Assert-EncryptedScenario([string] $Work, [string] $Repository, [scriptblock] $ObjectNames) {
+    $folder = Join-Path $Work 'encrypted'
+    New-Item -ItemType Directory $folder -Force | Out-Null
+    $env:VMCHECKPOINT_PASSWORD = 'the password of ' + $Repository
+    try {
+        (New-VmCheckpointRepository -Path $Repository -Encrypt).Encrypted | Should -BeTrue
+        $image = New-TestImage -Path (Join-Path $folder 'web.qcow2') -Size 16MB -Offsets 0, 3MB, 9MB -Seed 31
+        $first = Invoke-VmCheckpoint -Name web -DiskPath $image -Repository $Repository
+        Write-TestData -Path $image -Offsets 3MB, 9MB -Seed 32
+        $second = Invoke-VmCheckpoint -Name web -DiskPath $image -Repository $Repository
+        $second.ChangedBytes | Should -Be 2MB
+        Assert-TwoWritersLoseNothing -Work $folder -Repository $Repository -AlsoThere web
+        $result = Remove-VmCheckpoint -Name web -KeepLast 1 -Repository $Repository -LockTimeout 30 -Confirm:$false
+        $result.RemovedIds | Should -Be $first.Id
+        $result.Reclaim.Completed | Should -BeTrue
+        $r = Restore-VmCheckpoint -Name web -Destination (Join-Path $folder 'restored') -Repository $Repository
+        Test-SameImage $image $r.Path | Should -BeTrue
+        (Test-VmCheckpoint -Repository $Repository -ReadData).Status | Sort-Object -Unique | Should -Be 'Healthy'
+        $names = @(& $ObjectNames)
+        $names.Count | Should -BeGreaterThan 4
+        $names | Where-Object { $_ -match 'web|app' } | Should -BeNullOrEmpty
+        @($names | Where-Object { $_ -like 'keys/*.key' }).Count | Should -Be 1
+    } finally { Remove-Item Env:VMCHECKPOINT_PASSWORD -ErrorAction SilentlyContinue }
+}
+
 Export-ModuleMember -Function *
