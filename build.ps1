@@ -86,6 +86,8 @@ function Invoke-Bootstrap {
     Install-DebianPackage -Package @('busybox-static') -Command @('busybox')
     # Mount-VmCheckpoint: nbdfuse shows an export as a file; loop devices, sfdisk, and mkfs.xfs for the tests' images.
     Install-DebianPackage -Package @('nbdfuse', 'libnbd-bin', 'fdisk', 'xfsprogs') -Command @('nbdfuse', 'nbdinfo', 'sfdisk', 'mkfs.xfs')
+    # Encrypted repositories derive keys with libargon2 (the reference Argon2; BouncyCastle's is the fallback).
+    if (-not (Test-Path /usr/lib/x86_64-linux-gnu/libargon2.so.1)) { Install-DebianPackage -Package @('libargon2-1') -Command @('__none__') }
     # A real SMTP server (aiosmtpd, for Debian's /usr/bin/python3) and a real syslog daemon receive the notification
     # tests' notices (tests/hosts/start-smtp.sh, start-syslog.sh).
     if (-not (Test-Path /usr/lib/python3/dist-packages/aiosmtpd)) { Install-DebianPackage -Package @('python3-aiosmtpd') -Command @('__none__') }

@@ -1,12 +1,14 @@
 <#
 .SYNOPSIS
-    Times the same checkpoints into a local folder and into S3 (Ceph's radosgw on this machine), and prints the ratio.
+    Times the same checkpoints into a local folder and into S3 (Ceph's radosgw on this machine), each plain and
+    encrypted (New-VmCheckpointRepository -Encrypt), and prints the ratios.
 .DESCRIPTION
     One image (VirtualGiB of qcow2 holding DataGiB of real data: a tar of /usr, in four regions), then for each target
     in turn, folder first: a full checkpoint, 80 scattered 1 MiB random writes, an incremental checkpoint, a restore.
     Every step is a fresh PowerShell process (start-up included, as in Invoke-Benchmark.ps1), with the page cache
     dropped before it; the S3 gateway is tests/hosts/start-s3.sh's (one-node Ceph, one OSD on a file in /var/tmp, the
-    same disk as the folder repository). Target of issue 17: S3 within 2x of the folder.
+    same disk as the folder repository). Targets of issue 17: S3 within 2x of the folder; an encrypted repository within
+    1.15x of a plain one (each encrypted step's process also derives the key from the password: Argon2id, 64 MiB).
 .EXAMPLE
     dotnet pwsh -NoProfile -File bench/Invoke-S3Benchmark.ps1 -ModulePath out/VmCheckpoint -VirtualGiB 4 -DataGiB 1
 #>
@@ -19,6 +21,7 @@ param(
     [int] $Seed = 20240601,
     [string] $WorkPath,
     [string] $OutFile,
+    [ValidateSet('folder', 'folder-encrypted', 's3', 's3-encrypted')] [string[]] $Targets = @('folder', 'folder-encrypted', 's3', 's3-encrypted'),
     [switch] $Keep
 )
 $ErrorActionPreference = 'Stop'
@@ -109,7 +112,9 @@ $work = if ($WorkPath) { $WorkPath } else { Join-Path '/var/tmp' ('vmckpt-s3benc
 New-Item -ItemType Directory -Force -Path $work | Out-Null
 $env:VMCHECKPOINT_CATALOG = Join-Path $work 'catalog.db'
 $bucket = 'vmckpt-bench-' + [guid]::NewGuid().ToString('N').Substring(0, 8)
-$targets = [ordered]@{ folder = (Join-Path $work 'repo'); s3 = "s3://$bucket/repo" }
+$addresses = [ordered]@{ 'folder' = (Join-Path $work 'repo'); 'folder-encrypted' = (Join-Path $work 'repo-encrypted'); 's3' = "s3://$bucket/repo"; 's3-encrypted' = "s3://$bucket/repo-encrypted" }
+$chosen = [ordered]@{}
+foreach ($name in $addresses.Keys) { if ($name -in $Targets) { $chosen[$name] = $addresses[$name] } }
 $results = [Collections.Generic.List[object]]::new()
 try {
     Write-Host "Image: $VirtualGiB GiB virtual, $DataGiB GiB of data (tar of /usr); $ChangeCount scattered 1 MiB changes; S3 at $env:AWS_ENDPOINT_URL"
@@ -118,12 +123,15 @@ try {
     $base = New-BenchImage $source
     $baseCopy = Join-Path $work 'base.qcow2'
     Copy-Item $base $baseCopy
-    foreach ($name in $targets.Keys) {
-        $repo = $targets[$name]
+    foreach ($name in $chosen.Keys) {
+        $repo = $chosen[$name]
         # Each target starts from the same image: a copy of the base, changed with the same seed.
         $disk = Join-Path $source "disk-$name.qcow2"
         Copy-Item $baseCopy $disk -Force
-        Measure-Step "New-VmCheckpointRepository -Path $(ConvertTo-PSLiteral $repo) | Out-Null" | Out-Null
+        $encrypted = $name -like '*-encrypted'
+        # The steps' processes read the password as unattended runs do.
+        if ($encrypted) { $env:VMCHECKPOINT_PASSWORD = 'bench password' } else { Remove-Item Env:VMCHECKPOINT_PASSWORD -ErrorAction SilentlyContinue }
+        Measure-Step "New-VmCheckpointRepository -Path $(ConvertTo-PSLiteral $repo)$(if ($encrypted) { ' -Encrypt' }) | Out-Null" | Out-Null
         $full = Measure-Step "Invoke-VmCheckpoint -Name bench -DiskPath $(ConvertTo-PSLiteral $disk) -Repository $(ConvertTo-PSLiteral $repo) | Out-Null"
         Invoke-ScatteredChange $disk
         $incremental = Measure-Step "Invoke-VmCheckpoint -Name bench -DiskPath $(ConvertTo-PSLiteral $disk) -Repository $(ConvertTo-PSLiteral $repo) | Out-Null"
@@ -133,16 +141,25 @@ try {
         Invoke-Native qemu-img @('compare', $disk, $restored) | Out-Null
         Remove-Item $dest -Recurse -Force
         $results.Add([pscustomobject]@{ Target = $name; Full = $full; Incremental = $incremental; Restore = $restore })
-        Write-Host ("{0,-7} full {1,7:0.00} s   incremental {2,7:0.00} s   restore {3,7:0.00} s   (restore equal: qemu-img compare)" -f $name, $full, $incremental, $restore)
+        Write-Host ("{0,-16} full {1,7:0.00} s   incremental {2,7:0.00} s   restore {3,7:0.00} s   (restore equal: qemu-img compare)" -f $name, $full, $incremental, $restore)
     }
-    $folder = $results[0]; $s3 = $results[1]
-    Write-Host ''
-    Write-Host '== S3 (radosgw) / folder =='
-    $verdict = foreach ($step in 'Full', 'Incremental', 'Restore') {
-        $ratio = $s3.$step / $folder.$step
-        $mark = if ($ratio -le 2) { 'PASS' } else { 'MISS' }
-        Write-Host ("{0,-12} {1,7:0.00} s / {2,7:0.00} s = {3,5:0.00}x   {4} (target: within 2x)" -f $step, $s3.$step, $folder.$step, $ratio, $mark)
-        [pscustomobject]@{ Step = $step; Folder = $folder.$step; S3 = $s3.$step; Ratio = $ratio; Target = $mark }
+    Remove-Item Env:VMCHECKPOINT_PASSWORD -ErrorAction SilentlyContinue
+    $byName = @{}
+    foreach ($r in $results) { $byName[$r.Target] = $r }
+    $verdict = foreach ($pair in @(
+            @{ Title = 'S3 (radosgw) / folder'; Of = 's3'; To = 'folder'; Limit = 2.0 }
+            @{ Title = 'encrypted / plain, folder'; Of = 'folder-encrypted'; To = 'folder'; Limit = 1.15 }
+            @{ Title = 'encrypted / plain, S3'; Of = 's3-encrypted'; To = 's3'; Limit = 1.15 })) {
+        if (-not ($byName.ContainsKey($pair.Of) -and $byName.ContainsKey($pair.To))) { continue }
+        Write-Host ''
+        Write-Host "== $($pair.Title) =="
+        foreach ($step in 'Full', 'Incremental', 'Restore') {
+            $of = $byName[$pair.Of].$step; $to = $byName[$pair.To].$step
+            $ratio = $of / $to
+            $mark = if ($ratio -le $pair.Limit) { 'PASS' } else { 'MISS' }
+            Write-Host ("{0,-12} {1,7:0.00} s / {2,7:0.00} s = {3,5:0.00}x   {4} (target: within {5}x)" -f $step, $of, $to, $ratio, $mark, $pair.Limit)
+            [pscustomobject]@{ Comparison = $pair.Title; Step = $step; Of = $of; To = $to; Ratio = $ratio; Target = $mark }
+        }
     }
     $json = if ($OutFile) { $OutFile } else { "$work.json" }
     [pscustomobject]@{ VirtualGiB = $VirtualGiB; DataGiB = $DataGiB; ChangeCount = $ChangeCount; Endpoint = $env:AWS_ENDPOINT_URL; Steps = $verdict } |

@@ -101,7 +101,13 @@ namespace VmCheckpoint.Core.Exports
                 using (var stream = new FileStream(keyFile, options))
                     stream.Write(key.ToBytes());
 #else
-                File.WriteAllBytes(keyFile, key.ToBytes()); // Windows: the folder's own access rules
+                // Empty and 0600 before the key goes in (PowerShell 7.4/7.5 on Linux load this build too).
+                using (var stream = new FileStream(keyFile, FileMode.CreateNew, FileAccess.Write))
+                {
+                    if (!RuntimeInformation.IsOSPlatform(OSPlatform.Windows)) Chmod(keyFile, 0x180); // 0600
+                    var material = key.ToBytes();
+                    stream.Write(material, 0, material.Length);
+                }
 #endif
                 arguments.Add("--key-file");
                 arguments.Add(keyFile);

@@ -10,7 +10,7 @@ namespace VmCheckpoint.Core.Repository.Encryption
     /// One password's copy of the master key: <c>keys/&lt;id&gt;.key</c>, JSON holding the Argon2id parameters and salt, and
     /// the master key sealed (AES-256-GCM) under the key Argon2id derives from the password, bound to the repository's
     /// id. Adding or changing a password writes or deletes a slot; the data is never re-encrypted.
-    /// Argon2id through BouncyCastle (already shipped with MailKit; maintained, netstandard2.0 and .NET alike).
+    /// Argon2id through libargon2 on Linux, BouncyCastle elsewhere (<see cref="Argon2id"/>).
     /// </summary>
     internal sealed class KeySlot
     {
@@ -59,21 +59,7 @@ namespace VmCheckpoint.Core.Repository.Encryption
             Parallelism.ToString(System.Globalization.CultureInfo.InvariantCulture), Convert.ToBase64String(Salt),
             Created.ToUniversalTime().ToString("o", System.Globalization.CultureInfo.InvariantCulture), Host));
 
-        private byte[] Derive(byte[] password)
-        {
-            var parameters = new Org.BouncyCastle.Crypto.Parameters.Argon2Parameters.Builder(Org.BouncyCastle.Crypto.Parameters.Argon2Parameters.Argon2id)
-                .WithVersion(Org.BouncyCastle.Crypto.Parameters.Argon2Parameters.Version13)
-                .WithMemoryAsKB(MemoryKiB)
-                .WithIterations(Iterations)
-                .WithParallelism(Parallelism)
-                .WithSalt(Salt)
-                .Build();
-            var generator = new Org.BouncyCastle.Crypto.Generators.Argon2BytesGenerator();
-            generator.Init(parameters);
-            var key = new byte[Aes256Gcm.KeySize];
-            generator.GenerateBytes(password, key);
-            return key;
-        }
+        private byte[] Derive(byte[] password) => Argon2id.Derive(password, Salt, MemoryKiB, Iterations, Parallelism, Aes256Gcm.KeySize);
 
         public byte[] Serialize()
         {
