@@ -106,7 +106,14 @@ Describe 'Encrypted repositories' {
 
     It 'mounts an encrypted checkpoint through an export server that is handed the key and leaves no key file behind' {
         $mnt = Join-Path $work 'mnt'
-        $fs = Mount-VmCheckpoint -Name payroll-db -Path $mnt -Repository $repo -PasswordFile $pwFile
+        $env:VMCHECKPOINT_PASSWORD = 'correct horse battery staple'
+        try { $fs = Mount-VmCheckpoint -Name payroll-db -Path $mnt -Repository $repo } finally { Remove-Item Env:VMCHECKPOINT_PASSWORD }
+        # The server has the key it was handed, and no password in its environment.
+        $server = Get-ChildItem /run/vmcheckpoint/exports -Directory | ForEach-Object { Join-Path $_.FullName 'server.json' } |
+            Where-Object { Test-Path $_ } | ForEach-Object { Get-Content -Raw $_ | ConvertFrom-Json } | Where-Object CheckpointId -eq $cp.Id
+        @($server).Count | Should -Be 1
+        $environ = [Text.Encoding]::UTF8.GetString([IO.File]::ReadAllBytes("/proc/$($server.ProcessId)/environ"))
+        $environ | Should -Not -Match 'VMCHECKPOINT_PASSWORD'
         $fs.FileSystem | Should -Be 'ext4'
         $text = Get-Content (Get-ChildItem $mnt -Recurse -Filter payroll.txt | Select-Object -First 1).FullName
         $text.Count | Should -Be 2000

@@ -81,12 +81,13 @@ namespace VmCheckpoint.Core.Exports
 
         /// <summary>
         /// Starts <paramref name="file"/> in a session of its own (setsid), its input from /dev/null and its output
-        /// appended to <paramref name="logPath"/>: it outlives this process and holds none of its pipes.
+        /// appended to <paramref name="logPath"/>: it outlives this process and holds none of its pipes. It gets no
+        /// repository password from this process's environment (an export server is handed the key it needs instead).
         /// </summary>
         public static void Detach(string file, IEnumerable<string> arguments, string logPath)
         {
             // The arguments reach the command as the shell's positional parameters: nothing is parsed by the shell.
-            var all = new List<string> { "-c", "log=\"$1\"; shift; exec setsid -f \"$@\" </dev/null >>\"$log\" 2>&1", "sh", logPath, file };
+            var all = new List<string> { "-c", "unset VMCHECKPOINT_PASSWORD VMCHECKPOINT_PASSWORD_FILE; log=\"$1\"; shift; exec setsid -f \"$@\" </dev/null >>\"$log\" 2>&1", "sh", logPath, file };
             all.AddRange(arguments);
             Run("/bin/sh", all).EnsureSucceeded($"Starting {Path.GetFileName(file)}");
         }

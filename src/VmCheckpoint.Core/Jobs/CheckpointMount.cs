@@ -247,8 +247,14 @@ namespace VmCheckpoint.Core.Jobs
             foreach (var loop in state.LoopDevices.AsEnumerable().Reverse()) HostCommand.Run("losetup", "-d", loop);
             foreach (var folder in state.FuseFolders)
             {
-                if (IsMounted(folder)) HostCommand.Run("fusermount3", "-u", folder);
+                try
+                {
+                    if (IsMounted(folder)) HostCommand.Run("fusermount3", "-u", folder);
+                }
+                catch (HostCommandException) { } // no fusermount3: the nbdfuse process is ended below all the same
                 WaitForExit(folder + ".pid");
+                // An nbdfuse that never mounted (no FUSE, no fusermount3) has written no pid file and waits on: end it.
+                StopNbdfuse(System.IO.Path.Combine(folder, "disk"));
                 TryRemoveFolder(folder);
                 TryDelete(folder + ".pid");
                 TryDelete(folder + ".log");
@@ -258,6 +264,23 @@ namespace VmCheckpoint.Core.Jobs
             foreach (var folder in state.CreatedFolders.AsEnumerable().Reverse()) TryRemoveFolder(folder);
             TryRemoveFolder(StateFolder(state.Path));
             TryDelete(StatePath(state.Path));
+        }
+
+        /// <summary>Ends every nbdfuse process serving at <paramref name="file"/> (found by its command line).</summary>
+        private static void StopNbdfuse(string file)
+        {
+            foreach (var proc in Directory.EnumerateDirectories("/proc"))
+            {
+                if (!int.TryParse(System.IO.Path.GetFileName(proc), out int pid)) continue;
+                string[] args;
+                try { args = File.ReadAllText(System.IO.Path.Combine(proc, "cmdline")).Split('\0'); }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException) { continue; }
+                if (args.Length == 0 || System.IO.Path.GetFileName(args[0]) != "nbdfuse" || !args.Contains(file)) continue;
+                HostCommand.Run("kill", "-TERM", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+                var watch = Stopwatch.StartNew();
+                while (Directory.Exists(proc) && watch.Elapsed < TimeSpan.FromSeconds(5)) Thread.Sleep(20);
+                if (Directory.Exists(proc)) HostCommand.Run("kill", "-KILL", pid.ToString(System.Globalization.CultureInfo.InvariantCulture));
+            }
         }
 
         private static void WaitForExit(string pidFile)
