@@ -1,4 +1,5 @@
 using System.Management.Automation;
+using VmCheckpoint.Core.Security;
 using VmCheckpoint.Core.Repository;
 using VmCheckpoint.Core.Repository.Encryption;
 

@@ -146,12 +146,22 @@ namespace VmCheckpoint.PowerShell
         /// </summary>
         private string SchedulePasswordFile(string repository)
         {
-            var file = PasswordFile ?? Environment.GetEnvironmentVariable(Core.Repository.Encryption.RepositorySecret.PasswordFileVariable);
+            var file = PasswordFile ?? Environment.GetEnvironmentVariable(Core.Security.RepositorySecret.PasswordFileVariable);
             if (string.IsNullOrEmpty(file))
-                ThrowTerminatingError(new ErrorRecord(new Core.Repository.Encryption.RepositoryPasswordException(
+                ThrowTerminatingError(new ErrorRecord(new Core.Security.RepositoryPasswordException(
                     $"The repository {repository} is encrypted: give the schedule -PasswordFile (a file readable by the account the scheduler runs it as, whose first line is the password). A password given as -Password or $env:VMCHECKPOINT_PASSWORD is never written into a schedule."),
                     "SchedulePasswordFile", ErrorCategory.SecurityError, repository));
-            return Path.GetFullPath(ResolvePath(file!));
+            var full = Path.GetFullPath(ResolvePath(file!));
+            // Each run reads only this file: it must open the repository now, not fail at night.
+            try
+            {
+                Core.Repository.CheckpointRepository.Open(repository, Core.Security.RepositorySecret.FromFile(full));
+            }
+            catch (Exception e) when (!(e is PipelineStoppedException))
+            {
+                ThrowTerminatingError(ToErrorRecord(e, "SchedulePasswordFile", full));
+            }
+            return full;
         }
 
         /// <summary>$env:VMCHECKPOINT_CATALOG of this shell, made absolute; null when unset (the run's default is then this machine's).</summary>

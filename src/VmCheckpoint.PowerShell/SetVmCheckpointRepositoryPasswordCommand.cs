@@ -1,6 +1,7 @@
 using System;
 using System.Management.Automation;
 using System.Security;
+using VmCheckpoint.Core.Security;
 using VmCheckpoint.Core.Repository.Encryption;
 
 namespace VmCheckpoint.PowerShell

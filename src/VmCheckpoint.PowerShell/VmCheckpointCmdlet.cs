@@ -44,14 +44,14 @@ namespace VmCheckpoint.PowerShell
         public string? PasswordFile { get; set; }
 
         /// <summary>The password given to this cmdlet, or null (Core then looks at the session's keys and the environment).</summary>
-        protected Core.Repository.Encryption.RepositorySecret? GivenSecret()
+        protected Core.Security.RepositorySecret? GivenSecret()
         {
             if (Password != null && PasswordFile != null)
                 ThrowTerminatingError(new ErrorRecord(new ArgumentException("Give -Password or -PasswordFile, not both."), "PasswordTwice", ErrorCategory.InvalidArgument, null));
             try
             {
-                if (Password != null) return Core.Repository.Encryption.RepositorySecret.FromSecureString(Password);
-                if (PasswordFile != null) return Core.Repository.Encryption.RepositorySecret.FromFile(ResolvePath(PasswordFile));
+                if (Password != null) return Core.Security.RepositorySecret.FromSecureString(Password);
+                if (PasswordFile != null) return Core.Security.RepositorySecret.FromFile(ResolvePath(PasswordFile));
             }
             catch (Exception e)
             {
@@ -285,7 +285,7 @@ namespace VmCheckpoint.PowerShell
         /// <summary>The category and the literal failure id of an exception.</summary>
         internal static (ErrorCategory Category, string Failure) Classify(Exception e) => e switch
         {
-            Core.Repository.Encryption.RepositoryPasswordException _ => (ErrorCategory.SecurityError, "RepositoryPassword"),
+            Core.Security.RepositoryPasswordException _ => (ErrorCategory.SecurityError, "RepositoryPassword"),
             RepositoryNotFoundException r when r.Unreachable => (ErrorCategory.ResourceUnavailable, "RepositoryUnreachable"),
             RepositoryNotFoundException _ => (ErrorCategory.ObjectNotFound, "RepositoryNotFound"),
             DiskInUseException _ => (ErrorCategory.ResourceBusy, "DiskInUse"),

@@ -143,6 +143,14 @@ Describe 'Encrypted repositories' {
             $err = Get-ErrorOf { Register-VmCheckpointSchedule -Name payroll-db -Interval 01:00:00 -Repository $repo -Password (ConvertTo-SecureString 'new password' -AsPlainText -Force) -Scheduler Cron }
             $err.FullyQualifiedErrorId | Should -BeLike 'SchedulePasswordFile*'
             $err.CategoryInfo.Category | Should -Be 'SecurityError'
+            # A password file that does not open the repository fails now, not at night.
+            $badFile = Join-Path $work 'wrong-password'
+            Set-Content -Path $badFile -Value 'not the password'
+            $err = Get-ErrorOf { Register-VmCheckpointSchedule -Name payroll-db -Interval 01:00:00 -Repository $repo -PasswordFile $badFile -Scheduler Cron }
+            $err.FullyQualifiedErrorId | Should -BeLike '*.RepositoryPassword,*'
+            $err.Exception.Message | Should -BeLike "*$badFile*wrong password*"
+            $err.CategoryInfo.Category | Should -Be 'SecurityError'
+            @(Get-VmCheckpointSchedule).Count | Should -Be 0
             $s = Register-VmCheckpointSchedule -Name payroll-db -Interval 01:00:00 -Repository $repo -PasswordFile $pwFile -Scheduler Cron
             $s.PasswordFile | Should -Be $pwFile
             $written = Get-ChildItem $env:VMCHECKPOINT_SCHEDULE_ROOT -Recurse -File

@@ -4,6 +4,7 @@ using System.Globalization;
 using System.IO;
 using System.Linq;
 using System.Threading;
+using VmCheckpoint.Core.Security;
 using VmCheckpoint.Core.Repository.Backends;
 using VmCheckpoint.Core.Reporting;
 using VmCheckpoint.Core.Repository.Encryption;
@@ -162,9 +163,12 @@ namespace VmCheckpoint.Core.Repository
             if (secret is null && Unlocked.TryGetValue(config.Id, out var cached)) return (cached, null);
             secret ??= RepositorySecret.FromEnvironment()
                 ?? throw new RepositoryPasswordException($"The repository {layout.Root} is encrypted: give its password with -Password or -PasswordFile, or set $env:{RepositorySecret.PasswordVariable} or $env:{RepositorySecret.PasswordFileVariable} for unattended runs.");
-            var slots = ListKeySlots(layout);
+            var damaged = new List<string>();
+            var slots = ListKeySlots(layout, damaged);
             if (slots.Count == 0)
-                throw new InvalidDataException($"{layout.Backend.Locate(RepositoryLayout.KeysPrefix)}: the repository is encrypted but holds no key (keys/ is empty or was deleted); it cannot be read without one.");
+                throw new InvalidDataException(damaged.Count > 0
+                    ? $"Every key of the encrypted repository {layout.Root} is damaged ({string.Join("; ", damaged)}); it cannot be read without one: put a key file back from a copy."
+                    : $"{layout.Backend.Locate(RepositoryLayout.KeysPrefix)}: the repository is encrypted but holds no key (keys/ is empty or was deleted); it cannot be read without one.");
             foreach (var (name, slot) in slots)
             {
                 var key = slot.TryUnlock(secret.Password, config.Id);
@@ -172,10 +176,15 @@ namespace VmCheckpoint.Core.Repository
                 Unlocked[config.Id] = key;
                 return (key, name);
             }
-            throw new RepositoryPasswordException($"The password from {secret.Source} opens none of the {slots.Count} key(s) of the encrypted repository {layout.Root}: wrong password. Nothing was read or written.");
+            // A damaged key file is only one password lost: the others still open the repository.
+            throw new RepositoryPasswordException($"The password from {secret.Source} opens none of the {slots.Count} key(s) of the encrypted repository {layout.Root}: wrong password. Nothing was read or written." +
+                (damaged.Count > 0 ? $" ({damaged.Count} more key file(s) are damaged: {string.Join("; ", damaged)})" : ""));
         }
 
-        private static List<(string Name, KeySlot Slot)> ListKeySlots(RepositoryLayout layout, bool parse = true)
+        /// <param name="damaged">Where unreadable key files are listed and skipped; null: they throw.</param>
+        private static List<(string Name, KeySlot Slot)> ListKeySlots(RepositoryLayout layout, bool parse = true) => ListKeySlots(layout, null, parse);
+
+        private static List<(string Name, KeySlot Slot)> ListKeySlots(RepositoryLayout layout, List<string>? damaged, bool parse = true)
         {
             var slots = new List<(string, KeySlot)>();
             foreach (var entry in layout.Backend.List(RepositoryLayout.KeysPrefix))
@@ -185,7 +194,14 @@ namespace VmCheckpoint.Core.Repository
                 byte[] content;
                 try { content = layout.Backend.ReadAll(entry.Name); }
                 catch (ObjectNotFoundException) { continue; }
-                slots.Add((entry.Name, KeySlot.Parse(content, layout.Backend.Locate(entry.Name))));
+                try
+                {
+                    slots.Add((entry.Name, KeySlot.Parse(content, layout.Backend.Locate(entry.Name))));
+                }
+                catch (InvalidDataException e) when (damaged != null)
+                {
+                    damaged.Add(e.Message);
+                }
             }
             return slots;
         }
@@ -198,7 +214,7 @@ namespace VmCheckpoint.Core.Repository
         }
 
         /// <summary>The number of passwords (key slots) that open this encrypted repository.</summary>
-        public int KeyCount => Encrypted ? ListKeySlots(Layout).Count : 0;
+        public int KeyCount => Encrypted ? ListKeySlots(Layout, parse: false).Count : 0;
 
         /// <summary>
         /// Adds a password (a new key slot wrapping the same master key: nothing is re-encrypted). With
@@ -212,10 +228,17 @@ namespace VmCheckpoint.Core.Repository
                 throw new InvalidOperationException($"The repository {Path} is not encrypted: a password cannot be added to it (create an encrypted repository with New-VmCheckpointRepository -Encrypt and copy checkpoints into it).");
             if (replace && UnlockedWith is null)
                 throw new InvalidOperationException($"Give the current password of {Path} (-Password or -PasswordFile) to change it: the key it opens is the one replaced.");
-            foreach (var (_, slot) in ListKeySlots(Layout))
+            foreach (var (slotName, slot) in ListKeySlots(Layout, new List<string>()))
             {
-                if (slot.TryUnlock(password.Password, Config.Id) != null)
-                    throw new TargetExistsException(Path, $"The new password from {password.Source} already opens {Path}.");
+                if (slot.TryUnlock(password.Password, Config.Id) is null) continue;
+                if (replace && !string.Equals(slotName, UnlockedWith, StringComparison.Ordinal))
+                {
+                    // A change interrupted between writing the new key and deleting the old one: finish it.
+                    Backend.Delete(UnlockedWith!);
+                    UnlockedWith = slotName;
+                    return slotName;
+                }
+                throw new TargetExistsException(Path, $"The new password from {password.Source} already opens {Path}.");
             }
             var name = WriteKeySlot(Layout, Layout.Key, password, Config.Id);
             if (replace)

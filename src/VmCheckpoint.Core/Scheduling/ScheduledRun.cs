@@ -102,7 +102,7 @@ namespace VmCheckpoint.Core.Scheduling
             try
             {
                 repository = CheckpointRepository.Open(schedule.Repository,
-                    schedule.PasswordFile is null ? null : Repository.Encryption.RepositorySecret.FromFile(schedule.PasswordFile, "the schedule's password file " + schedule.PasswordFile));
+                    schedule.PasswordFile is null ? null : Security.RepositorySecret.FromFile(schedule.PasswordFile, "the schedule's password file " + schedule.PasswordFile));
             }
             catch (Exception e)
             {

@@ -13,15 +13,16 @@ public class LayerTests
     public static readonly Dictionary<string, string[]> Allowed = new()
     {
         ["Reporting"] = Array.Empty<string>(),
+        ["Security"] = new[] { "Reporting" },
         ["Disks"] = new[] { "Reporting" },
-        ["Repository"] = new[] { "Reporting", "Disks" },
-        ["Catalog"] = new[] { "Reporting", "Disks", "Repository" },
+        ["Repository"] = new[] { "Reporting", "Security", "Disks" },
+        ["Catalog"] = new[] { "Reporting", "Security", "Disks", "Repository" },
         ["Hypervisors"] = new[] { "Reporting", "Disks" },
-        ["Exports"] = new[] { "Reporting", "Disks", "Repository", "Catalog" },
-        ["Jobs"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Exports" },
-        ["Notifications"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors" },
-        ["Health"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Exports", "Jobs", "Notifications" },
-        ["Scheduling"] = new[] { "Reporting", "Disks", "Repository", "Catalog", "Hypervisors", "Exports", "Jobs", "Health", "Notifications" },
+        ["Exports"] = new[] { "Reporting", "Security", "Disks", "Repository", "Catalog" },
+        ["Jobs"] = new[] { "Reporting", "Security", "Disks", "Repository", "Catalog", "Hypervisors", "Exports" },
+        ["Notifications"] = new[] { "Reporting", "Security", "Disks", "Repository", "Catalog", "Hypervisors" },
+        ["Health"] = new[] { "Reporting", "Security", "Disks", "Repository", "Catalog", "Hypervisors", "Exports", "Jobs", "Notifications" },
+        ["Scheduling"] = new[] { "Reporting", "Security", "Disks", "Repository", "Catalog", "Hypervisors", "Exports", "Jobs", "Health", "Notifications" },
     };
 
     internal static string SourceRoot()

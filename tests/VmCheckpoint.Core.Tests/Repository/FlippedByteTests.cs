@@ -133,7 +133,7 @@ public sealed class FlippedByteTests
         {
             repository = withPassword ? t.OpenAfresh() : t.OpenWithKey();
         }
-        catch (Exception e) when (e is InvalidDataException || e is VmCheckpoint.Core.Repository.Encryption.RepositoryPasswordException)
+        catch (Exception e) when (e is InvalidDataException || e is VmCheckpoint.Core.Security.RepositoryPasswordException)
         {
             return (true, true);
         }

@@ -1,3 +1,4 @@
+using VmCheckpoint.Core.Security;
 using VmCheckpoint.Core.Catalog;
 using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Hypervisors.ImageFiles;

@@ -1,5 +1,6 @@
 using System.Security.Cryptography;
 using System.Text;
+using VmCheckpoint.Core.Security;
 using VmCheckpoint.Core.Disks;
 using VmCheckpoint.Core.Jobs;
 using VmCheckpoint.Core.Reporting;
@@ -130,6 +131,32 @@ public sealed class EncryptionTests
         var restored = new RestoreJob(repository, null).Run(new RestoreRequest(repository.FindCheckpoint(id)!, t.File("out")) { Format = DiskFormat.Raw });
         Assert.True(content.AsSpan().SequenceEqual(ImageFiles.ReadGuest(Assert.Single(restored).Path)));
         Assert.Throws<InvalidOperationException>(() => new TestRepository().Repository.AddPassword(Secret("x"), replace: false));
+    }
+
+    [Fact]
+    public void ADamagedKeyFileCostsOnlyItsOwnPasswordAndAnInterruptedChangeIsFinishedByRunningItAgain()
+    {
+        var (t, _, _, _) = Scene("first");
+        using var owner = t;
+        RepositorySecret Secret(string p) => RepositorySecret.FromString(p, "-Password");
+        CheckpointRepository Open(string p)
+        {
+            CheckpointRepository.Forget(t.Repository.Id);
+            return CheckpointRepository.Open(t.Folder.Root, Secret(p));
+        }
+        // A change that wrote the new key and died before deleting the old one: both open.
+        Open("first").AddPassword(Secret("second"), replace: false);
+        Open("first").AddPassword(Secret("second"), replace: true); // run again: finishes instead of refusing
+        Assert.Throws<RepositoryPasswordException>(() => Open("first"));
+        Assert.Equal(1, Open("second").KeyCount);
+
+        // A key file nobody can parse: the other password still opens, and a wrong one says what is damaged.
+        File.WriteAllText(Path.Combine(t.Folder.Root, "keys", "0000000000000000000000000000000d.key"), "{ not a key");
+        Assert.True(Open("second").Encrypted);
+        var wrong = Assert.Throws<RepositoryPasswordException>(() => Open("third"));
+        Assert.Contains("damaged", wrong.Message);
+        foreach (var key in Directory.GetFiles(Path.Combine(t.Folder.Root, "keys")).Where(f => !f.EndsWith("d.key"))) File.WriteAllText(key, "{}");
+        Assert.Throws<InvalidDataException>(() => Open("second"));
     }
 
     [Fact]

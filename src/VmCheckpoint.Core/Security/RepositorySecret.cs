@@ -4,7 +4,7 @@ using System.Runtime.InteropServices;
 using System.Security;
 using System.Text;
 
-namespace VmCheckpoint.Core.Repository.Encryption
+namespace VmCheckpoint.Core.Security
 {
     /// <summary>
     /// An encrypted repository refused: no password given, or one that opens none of its keys. Nothing was written.
