@@ -61,7 +61,9 @@ try {
     Stop-Hard
     $lines = (Get-Lines).Count
     $clock = [Diagnostics.Stopwatch]::StartNew()
-    Restore-VmCheckpoint -Name $name -Instant -ResumeMemory -Force -Destination (Join-Path $WorkPath 'instant') -Repository $repo | Out-Null
+    # Its verbose lines say where the time goes (export server, memory state, overlays, resume).
+    $steps = Restore-VmCheckpoint -Name $name -Instant -ResumeMemory -Force -Destination (Join-Path $WorkPath 'instant') -Repository $repo -Verbose 4>&1 |
+        Where-Object { $_ -is [System.Management.Automation.VerboseRecord] -and ($_.Message -match ' after [\d.]+ s$' -or $_.Message -like 'Resumed *') } | ForEach-Object Message
     $instantReturned = $clock.Elapsed.TotalSeconds
     $instant = Wait-NewLine $lines $clock
     while ((Get-VmCheckpointJob -Name $name | Where-Object Kind -eq InstantRestore | Select-Object -First 1).Result -eq 'Running') {
@@ -75,6 +77,7 @@ try {
     Write-Host ("Guest with a {0} GiB disk holding {1:N2} GiB of data, 128 MiB of RAM; checkpoint with memory took {2:N1} s" -f $DiskGiB, ($dataBytes / 1GB), $took.TotalSeconds)
     Write-Host ("Plain restore -ResumeMemory:   returned {0,6:N2} s, counting {1,6:N2} s after the restore began" -f $plainReturned, $plain)
     Write-Host ("Instant restore -ResumeMemory: returned {0,6:N2} s, counting {1,6:N2} s  ({2:N2}x the plain restore)" -f $instantReturned, $instant, ($instant / $plain))
+    foreach ($step in $steps) { Write-Host "  instant: $step" }
     Write-Host ("Instant restore: data home (job {0}) {1:N1} s after the restore began; mismatches seen by the guest: {2}" -f $job.Result, $homeSeconds, $mismatch)
     [pscustomobject]@{ DataBytes = $dataBytes; PlainSeconds = $plain; InstantSeconds = $instant; Ratio = $instant / $plain; HomeSeconds = $homeSeconds; Mismatches = $mismatch }
 }

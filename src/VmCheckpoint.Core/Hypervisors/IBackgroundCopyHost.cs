@@ -1,3 +1,4 @@
+using System.Collections.Generic;
 namespace VmCheckpoint.Core.Hypervisors
 {
     /// <summary>Where a disk's background copy stands.</summary>
@@ -22,5 +23,13 @@ namespace VmCheckpoint.Core.Hypervisors
 
         /// <summary>The copy's state; null when the VM does not run (nothing can copy then).</summary>
         BackgroundCopyState? GetBackgroundCopy(string vmName, string disk);
+
+        /// <summary>
+        /// Turns a restored memory state file into what the hypervisor resumes from, for the VM under its own name on
+        /// <paramref name="disks"/>, ahead of <see cref="IHypervisor.Register"/> (given
+        /// <see cref="RegistrationRequest.MemoryStatePrepared"/>): an instant restore does it while its export server
+        /// starts, so that the VM's resume waits for nothing else.
+        /// </summary>
+        void PrepareMemoryState(string memoryStateFile, IReadOnlyList<RegisteredDisk> disks);
     }
 }

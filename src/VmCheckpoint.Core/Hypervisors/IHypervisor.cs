@@ -92,6 +92,8 @@ namespace VmCheckpoint.Core.Hypervisors
         public bool Start { get; set; }
         /// <summary>A saved memory state file to resume from instead of booting.</summary>
         public string? MemoryStateFile { get; set; }
+        /// <summary>The memory state file was prepared already (<see cref="IBackgroundCopyHost.PrepareMemoryState"/>); not with a new name.</summary>
+        public bool MemoryStatePrepared { get; set; }
     }
 
     /// <summary>

@@ -103,6 +103,7 @@ namespace VmCheckpoint.Core.Jobs
                 Destination = destination, Started = DateTime.UtcNow,
             };
             ExportServerInfo? server = null;
+            var clock = System.Diagnostics.Stopwatch.StartNew();
             try
             {
                 _reporter.Progress("Instant restore", $"{name}: serving checkpoint {manifest.Id}", 5);
@@ -120,7 +121,11 @@ namespace VmCheckpoint.Core.Jobs
                         DiskNames = Array.Empty<string>(), IncludeMemory = true, Force = true,
                     }, cancellationToken);
                     memoryFile = memory.Single().Path;
+                    // QEMU's stream is rebuilt now too (for the overlays' paths, known already), not after the define.
+                    copier.PrepareMemoryState(memoryFile, disks.Zip(targets, (d, t) => new RegisteredDisk(d.Name, t, DiskFormat.Qcow2)).ToList());
+                    _reporter.Verbose($"{name}: memory state written after {clock.Elapsed.TotalSeconds:0.00} s");
                 } : (Action?)null);
+                _reporter.Verbose($"{name}: export server {server.ProcessId} listening after {clock.Elapsed.TotalSeconds:0.00} s");
                 state.ServerProcessId = server.ProcessId;
                 foreach (var (disk, target) in disks.Zip(targets, (d, t) => (d, t)))
                 {
@@ -131,6 +136,7 @@ namespace VmCheckpoint.Core.Jobs
                     state.Disks.Add(new InstantDisk { Name = disk.Name, Path = target, VirtualSize = disk.VirtualSize });
                 }
                 Save(state);
+                _reporter.Verbose($"{name}: overlays created after {clock.Elapsed.TotalSeconds:0.00} s");
                 _reporter.Progress("Instant restore", $"{name}: starting it on {_hypervisor.Host}", 60);
                 _hypervisor.Register(new RegistrationRequest(manifest.VmName, manifest.Configuration!,
                     state.Disks.Select(d => new RegisteredDisk(d.Name, d.Path, DiskFormat.Qcow2)).ToList())
@@ -138,7 +144,9 @@ namespace VmCheckpoint.Core.Jobs
                     Force = request.Force,
                     Start = true,
                     MemoryStateFile = memoryFile,
+                    MemoryStatePrepared = memoryFile != null,
                 }, _reporter);
+                _reporter.Verbose($"{name}: {(memoryFile != null ? "resumed" : "started")} after {clock.Elapsed.TotalSeconds:0.00} s");
                 if (memoryFile != null) TryDelete(memoryFile);
                 foreach (var d in state.Disks) copier.StartBackgroundCopy(name, d.Name);
                 job.BytesDone = 0;

@@ -66,7 +66,9 @@ namespace VmCheckpoint.Core.Hypervisors.Libvirt.SavedState
                     var skeleton = new SubStream(image, skeletonOffset, skeletonLength);
                     var encoder = new Encoder(image, blocks.ToDictionary(b => b.Id, b => (b.Length, b.Offset)));
                     MigrationStream.Walk(skeleton, output, encoder, rewriteXml);
-                    output.Flush(flushToDisk: true);
+                    // No fsync: the file is read by libvirt at once and deleted after; a crash before that means a
+                    // restore not done, run again from the repository, never a VM resumed from a torn file.
+                    output.Flush();
                 }
                 File.Delete(path);
                 File.Move(rebuilt, path);
