@@ -143,6 +143,30 @@ Describe 'Test-VmCheckpoint -Boot' {
         (Get-VmCheckpointJob -Name $name | Where-Object Kind -eq BootTest | Select-Object -First 1).Result | Should -Be 'Failed'
     }
 
+    It 'sweeps what a killed boot test left: the next boot test removes its overlay folder and its export server' {
+        $p = Start-PwshScript -WorkingDirectory $work -Script "Test-VmCheckpoint -Name '$name' -Id '$($cp.Id)' -Boot -ConsolePattern 'NEVER-SHOWN' -BootTimeout 00:05:00 -Repository '$repo' | Out-Null"
+        $deadline = [DateTime]::UtcNow.AddSeconds(120)
+        while (-not (& virsh -c $uri list --name | Where-Object { $_ -like "$name-boottest-*" })) {
+            if ([DateTime]::UtcNow -gt $deadline -or $p.HasExited) { throw 'the boot test''s copy never ran' }
+            Start-Sleep -Milliseconds 200
+        }
+        & kill -9 $p.Id
+        $p.WaitForExit()
+        # libvirt destroys the transient copy with the connection of the process that made it...
+        $deadline = [DateTime]::UtcNow.AddSeconds(30)
+        while (& virsh -c $uri list --all --name | Where-Object { $_ -like "$name-boottest-*" }) {
+            if ([DateTime]::UtcNow -gt $deadline) { throw 'the killed boot test''s copy is still defined' }
+            Start-Sleep -Milliseconds 200
+        }
+        # ...but its overlay folder and its export server stay behind, until the next boot test.
+        $left = Get-Leftovers
+        @($left | Where-Object { $_ -like "$bootRoot/*" }).Count | Should -Be 1
+        @($left | Where-Object { $_ -like 'export server *' }).Count | Should -Be 1
+        $r = Test-VmCheckpoint -Name $name -Id $cp.Id -Boot -ConsolePattern '^VMCKG BOOT' -BootTimeout 00:02:00 -Repository $repo
+        $r.Boot | Should -Be 'Passed'
+        Get-Leftovers | Should -BeNullOrEmpty
+    }
+
     It 'refuses a VM without a guest agent channel unless -ConsolePattern is given' {
         $plain = "$name-noagent"
         $plainDisk = Join-Path $work 'noagent.qcow2'

@@ -81,6 +81,7 @@ namespace VmCheckpoint.Core.Jobs
             if (options.ConsolePattern is null && !host.HasGuestAgentChannel(manifest.Configuration!))
                 throw new ArgumentException($"'{manifest.VmName}' has no guest agent channel (org.qemu.guest_agent.0) to ask whether it booted: give -ConsolePattern, a regular expression its serial console shows once it is up.");
 
+            SweepLeftovers(options.WorkRoot, _reporter);
             string id = Guid.NewGuid().ToString("N").Substring(0, 8);
             var result = new BootTestResult { CheckpointId = manifest.Id, VmName = manifest.VmName, CopyName = $"{manifest.VmName}-boottest-{id}" };
             string folder = Path.Combine(options.WorkRoot, RepositoryLayout.VmKey(manifest.VmName) + "-boottest-" + id);
@@ -91,6 +92,8 @@ namespace VmCheckpoint.Core.Jobs
             try
             {
                 Directory.CreateDirectory(folder);
+                // Whose test this is: a later one sweeps the folder (and its server) once this process is gone.
+                File.WriteAllText(Path.Combine(folder, OwnerFileName), CurrentProcessId().ToString(System.Globalization.CultureInfo.InvariantCulture));
                 _reporter.Progress("Boot test", $"{manifest.VmName}: serving checkpoint {manifest.Id}", 5);
                 server = ExportServers.Start(new ExportServerRequest(_repository, manifest, "BootTest")
                 {
@@ -165,6 +168,45 @@ namespace VmCheckpoint.Core.Jobs
         }
 
         private static string Shorten(string s) => s.Length <= 120 ? s : s.Substring(0, 117) + "...";
+
+        private const string OwnerFileName = "owner.pid";
+        private const string FolderMarker = "-boottest-";
+
+        private static int CurrentProcessId()
+        {
+            using (var me = Process.GetCurrentProcess()) return me.Id;
+        }
+
+        /// <summary>
+        /// Removes what boot tests of processes that are gone (killed, a host that went down) left: their overlay
+        /// folders and their export servers. Their copies went with them: a boot-test copy is a transient domain that
+        /// libvirt destroys when its connection closes. A folder whose files something still holds is left alone.
+        /// </summary>
+        internal static void SweepLeftovers(string workRoot, IJobReporter reporter)
+        {
+            if (!Directory.Exists(workRoot)) return;
+            foreach (var folder in Directory.GetDirectories(workRoot, "*" + FolderMarker + "*"))
+            {
+                try
+                {
+                    var owner = Path.Combine(folder, OwnerFileName);
+                    // A folder just made has no owner file yet: give it a minute before it counts as abandoned.
+                    if (!File.Exists(owner) && DateTime.UtcNow - Directory.GetLastWriteTimeUtc(folder) < TimeSpan.FromMinutes(1)) continue;
+                    if (File.Exists(owner) && int.TryParse(File.ReadAllText(owner).Trim(), out int pid) && Directory.Exists($"/proc/{pid}")) continue;
+                    var files = Directory.GetFiles(folder);
+                    if (FileUsers.Of(files).Values.Any(users => users.Count > 0)) continue;
+                    string id = Path.GetFileName(folder).Substring(Path.GetFileName(folder).LastIndexOf(FolderMarker, StringComparison.Ordinal) + FolderMarker.Length);
+                    foreach (var server in ExportServers.List().Where(s => Path.GetFileName(s.Folder) == "boottest-" + id))
+                        ExportServers.Stop(server);
+                    Directory.Delete(folder, recursive: true);
+                    reporter.Verbose($"Removed {folder}, left by a boot test whose process is gone.");
+                }
+                catch (Exception e) when (e is IOException || e is UnauthorizedAccessException || e is ExportServerException)
+                {
+                    reporter.Warning($"{folder}, left by an earlier boot test, could not be removed: {e.Message}");
+                }
+            }
+        }
 
         private void Clean(ExportServerInfo? server, string folder)
         {
