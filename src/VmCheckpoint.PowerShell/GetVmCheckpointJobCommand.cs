@@ -27,7 +27,7 @@ namespace VmCheckpoint.PowerShell
             // Instant restores still copying: their bytes done brought up to date, and one interrupted finished.
             if (Core.Jobs.InstantRestoreJob.Pending().Count > 0)
             {
-                foreach (var done in Core.Jobs.InstantRestoreJob.Finish(Catalog, ConnectHypervisor, new WarningReporter(this)))
+                foreach (var done in Core.Jobs.InstantRestoreJob.Finish(Catalog, ConnectHypervisor, new WarningReporter(this), secret: GivenSecret()))
                     WriteVerbose($"The data of '{done.VmName}' is home: it runs from {done.Destination} only.");
             }
         }

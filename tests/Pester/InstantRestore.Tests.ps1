@@ -116,4 +116,31 @@ Describe 'Restore-VmCheckpoint -Instant' {
         & cmp -i 1024 $atCheckpoint $now
         $LASTEXITCODE | Should -Be 0
     }
+    It 'finishes an interrupted copy from an encrypted repository in a new process given -Password, and only then' {
+        $secret = 'instant restore secret'
+        $password = ConvertTo-SecureString $secret -AsPlainText -Force
+        $encrypted = Join-Path $work 'encrypted-repo'
+        New-VmCheckpointRepository -Path $encrypted -Encrypt -Password $password | Out-Null
+        Invoke-Virsh start $name | Out-Null
+        Wait-Count ((Get-LastCount) + 2) 60
+        $cp = Invoke-VmCheckpoint -Name $name -IncludeMemory -Repository $encrypted -Password $password
+        Restore-VmCheckpoint -Name $name -Id $cp.Id -Instant -ResumeMemory -Force -Destination (Join-Path $work 'restored3') -Repository $encrypted -Password $password | Out-Null
+        # The guest and its export server both killed: the copy can only finish with a new server, which needs the key.
+        & kill -9 (Get-QemuPid $name)
+        Wait-DomState $name 'crashed' | Out-Null
+        foreach ($server in Get-ServedBy $name) { & kill -9 $server.ProcessId }
+        $script = "(Get-VmCheckpointJob -Name '$name' {0} -WarningAction SilentlyContinue | Where-Object Kind -eq InstantRestore | Select-Object -First 1).Result"
+        $withoutPassword = Start-PwshScript -WorkingDirectory $work -StdOut (Join-Path $work 'job1.out') -Script ($script -f '')
+        $withoutPassword.WaitForExit()
+        Get-Content (Join-Path $work 'job1.out') | Should -Be 'Running'
+        $withPassword = Start-PwshScript -WorkingDirectory $work -StdOut (Join-Path $work 'job2.out') -Script ($script -f "-Password (ConvertTo-SecureString '$secret' -AsPlainText -Force)")
+        $withPassword.WaitForExit()
+        Get-Content (Join-Path $work 'job2.out') | Should -Be 'Succeeded'
+        $overlay = Join-Path $work 'restored3/vda.qcow2'
+        (& qemu-img info -U --output=json $overlay | ConvertFrom-Json).'backing-filename' | Should -BeNullOrEmpty
+        Get-ServedBy $name | Should -BeNullOrEmpty
+        $atCheckpoint = (Restore-VmCheckpoint -Name $name -Id $cp.Id -DiskFormat raw -Destination (Join-Path $work 'at-checkpoint3') -Repository $encrypted -Password $password).Path
+        & cmp -i 1024 $atCheckpoint (Get-RawCopy $overlay (Join-Path $work 'now3.raw'))
+        $LASTEXITCODE | Should -Be 0
+    }
 }

@@ -189,8 +189,9 @@ namespace VmCheckpoint.Core.Jobs
         /// the disks of a VM that no longer runs; and once every disk is home stops the export server and ends the job.
         /// Returns the restores that are done.
         /// </summary>
+        /// <param name="secret">A password to try on an encrypted repository whose export server must start again, when this process has not unlocked it and the environment's does not open it.</param>
         public static IReadOnlyList<InstantRestoreState> Finish(CheckpointCatalog catalog, Func<string, string?, IHypervisor> connect, IJobReporter? reporter = null, bool wait = false,
-            CancellationToken cancellationToken = default)
+            CancellationToken cancellationToken = default, Security.RepositorySecret? secret = null)
         {
             reporter ??= NullJobReporter.Instance;
             var done = new List<InstantRestoreState>();
@@ -198,7 +199,7 @@ namespace VmCheckpoint.Core.Jobs
             {
                 try
                 {
-                    if (FinishOne(state, catalog, connect, reporter, wait, cancellationToken)) done.Add(state);
+                    if (FinishOne(state, catalog, connect, reporter, wait, cancellationToken, secret)) done.Add(state);
                 }
                 catch (Exception e) when (!(e is OperationCanceledException))
                 {
@@ -208,7 +209,7 @@ namespace VmCheckpoint.Core.Jobs
             return done;
         }
 
-        private static bool FinishOne(InstantRestoreState state, CheckpointCatalog catalog, Func<string, string?, IHypervisor> connect, IJobReporter reporter, bool wait, CancellationToken cancellationToken)
+        private static bool FinishOne(InstantRestoreState state, CheckpointCatalog catalog, Func<string, string?, IHypervisor> connect, IJobReporter reporter, bool wait, CancellationToken cancellationToken, Security.RepositorySecret? secret)
         {
             var job = catalog.FindJob(state.JobId);
             if (state.Disks.FirstOrDefault(d => !d.Home && !File.Exists(d.Path)) is { } gone)
@@ -234,7 +235,7 @@ namespace VmCheckpoint.Core.Jobs
                     if (!copy.Running)
                     {
                         reporter.Verbose($"The copy of disk {disk.Name} of '{state.VmName}' had stopped with data still in the repository: starting it again.");
-                        EnsureServer(state);
+                        EnsureServer(state, secret);
                         copier.StartBackgroundCopy(state.VmName, disk.Name);
                     }
                     else doneBytes += copy.BytesDone;
@@ -242,7 +243,7 @@ namespace VmCheckpoint.Core.Jobs
                 if (stopped)
                 {
                     // The VM does not run: nothing reads the overlays, so they are completed here.
-                    EnsureServer(state);
+                    EnsureServer(state, secret);
                     foreach (var disk in state.Disks.Where(d => !d.Home))
                     {
                         reporter.Verbose($"'{state.VmName}' does not run: copying the rest of disk {disk.Name} into {disk.Path} offline.");
@@ -274,11 +275,19 @@ namespace VmCheckpoint.Core.Jobs
         }
 
         /// <summary>The export server of a restore, started again at its folder when it is gone (a host restart).</summary>
-        private static void EnsureServer(InstantRestoreState state)
+        private static void EnsureServer(InstantRestoreState state, Security.RepositorySecret? secret)
         {
             var running = ExportServers.List().FirstOrDefault(s => System.IO.Path.GetFileName(s.Folder) == state.ServerFolderName);
             if (running != null) return;
-            var repository = CheckpointRepository.Open(state.RepositoryPath);
+            CheckpointRepository repository;
+            try
+            {
+                repository = CheckpointRepository.Open(state.RepositoryPath); // the key this process unlocked, or the environment's password
+            }
+            catch (Security.RepositoryPasswordException) when (secret != null)
+            {
+                repository = CheckpointRepository.Open(state.RepositoryPath, secret);
+            }
             var file = repository.FindCheckpoint(state.CheckpointId) ?? throw new KeyNotFoundException($"Checkpoint {state.CheckpointId} of '{state.VmName}' is gone from {state.RepositoryPath}: its instant restore cannot be completed.");
             var server = ExportServers.Start(new ExportServerRequest(repository, repository.ReadCheckpoint(file), "InstantRestore")
             {
