@@ -297,7 +297,8 @@ namespace VmCheckpoint.Core.Repository
             }
             if (CheckpointManifest.ComputeId(content) != file.Id)
                 throw new InvalidDataException($"{file.Path}: content does not match its checksum (damaged manifest).");
-            return CheckpointManifest.Parse(Layout.Unseal(content, "manifest", file.Path), file.Id, file.Path);
+            // Sealed for its VM's folder: a manifest moved into another VM's does not open there.
+            return CheckpointManifest.Parse(Layout.Unseal(content, "manifest " + file.VmKey, file.Path), file.Id, file.Path);
         }
 
         /// <summary>Finds a checkpoint by id (or a unique prefix of at least 4 characters).</summary>
@@ -312,7 +313,7 @@ namespace VmCheckpoint.Core.Repository
         internal CheckpointFile SaveCheckpoint(CheckpointManifest manifest)
         {
             // An encrypted manifest's id is the hash of what is stored: it still names, and checks, the object itself.
-            var content = Layout.Seal(manifest.Serialize(), "manifest");
+            var content = Layout.Seal(manifest.Serialize(), "manifest " + Layout.KeyOfVm(manifest.VmName));
             manifest.Id = CheckpointManifest.ComputeId(content);
             var name = Layout.CheckpointName(manifest.VmName, manifest.StartTime, manifest.Id);
             Backend.Put(name, content);

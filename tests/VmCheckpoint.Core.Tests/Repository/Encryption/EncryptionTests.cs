@@ -160,6 +160,24 @@ public sealed class EncryptionTests
     }
 
     [Fact]
+    public void AManifestMovedIntoAnotherVmsFolderDoesNotOpenThere()
+    {
+        var (t, id, _, _) = Scene();
+        using var owner = t;
+        string other = t.File("other.raw");
+        ImageFiles.CreateRaw(other, MiB / 4, (0, ImageFiles.Noise(40, Block)));
+        t.Checkpoint("another-vm", other);
+        var manifest = t.Repository.FindCheckpoint(id)!;
+        string otherFolder = Path.GetDirectoryName(t.Repository.ListCheckpoints("another-vm").Single().Path)!;
+        File.Move(manifest.Path, Path.Combine(otherFolder, Path.GetFileName(manifest.Path)));
+        var repository = t.OpenWithKey();
+        var moved = repository.FindCheckpoint(id)!;
+        var e = Assert.Throws<InvalidDataException>(() => repository.ReadCheckpoint(moved));
+        Assert.Contains("does not decrypt", e.Message);
+        Assert.False(t.VerifyAll().Healthy);
+    }
+
+    [Fact]
     public void AConfigurationRewrittenAsUnencryptedIsRefusedBeforeAnythingIsWrittenInPlain()
     {
         using var t = new TestRepository(password: "downgrade");
