@@ -1,7 +1,6 @@
 using System.Management.Automation;
 using VmCheckpoint.Core.Security;
 using VmCheckpoint.Core.Repository;
-using VmCheckpoint.Core.Repository.Encryption;
 
 namespace VmCheckpoint.PowerShell
 {
@@ -41,22 +40,18 @@ namespace VmCheckpoint.PowerShell
         protected override void ProcessRecord()
         {
             var path = VmCheckpointCmdlet.ResolveRepository(SessionState, Path);
+            if (!Encrypt && (Password != null || PasswordFile != null))
+                ThrowTerminatingError(new ErrorRecord(new System.ArgumentException("-Password and -PasswordFile encrypt a repository only with -Encrypt."), "PasswordWithoutEncrypt", ErrorCategory.InvalidArgument, path));
             RepositorySecret? secret = null;
-            if (Password != null || PasswordFile != null || Encrypt)
+            if (Encrypt)
             {
-                if (!Encrypt)
-                    ThrowTerminatingError(new ErrorRecord(new System.ArgumentException("-Password and -PasswordFile encrypt a repository only with -Encrypt."), "PasswordWithoutEncrypt", ErrorCategory.InvalidArgument, path));
-                if (Password != null && PasswordFile != null)
-                    ThrowTerminatingError(new ErrorRecord(new System.ArgumentException("Give -Password or -PasswordFile, not both."), "PasswordTwice", ErrorCategory.InvalidArgument, path));
                 try
                 {
-                    secret = Password != null ? RepositorySecret.FromSecureString(Password)
-                        : PasswordFile != null ? RepositorySecret.FromFile(GetUnresolvedProviderPathFromPSPath(PasswordFile))
-                        : RepositorySecret.FromEnvironment();
+                    secret = RepositorySecret.Choose(Password, PasswordFile is null ? null : GetUnresolvedProviderPathFromPSPath(PasswordFile), useEnvironment: true);
                 }
                 catch (System.Exception e)
                 {
-                    ThrowTerminatingError(new ErrorRecord(e, "Password", e is System.ArgumentException ? ErrorCategory.InvalidArgument : ErrorCategory.SecurityError, PasswordFile));
+                    ThrowTerminatingError(VmCheckpointCmdlet.ToErrorRecord(e, "Password", PasswordFile));
                 }
                 if (secret is null)
                     ThrowTerminatingError(new ErrorRecord(new RepositoryPasswordException($"-Encrypt needs a password: give -Password or -PasswordFile, or set $env:{RepositorySecret.PasswordVariable} or $env:{RepositorySecret.PasswordFileVariable}. Without it the repository cannot be read: keep it somewhere safe."),

@@ -2,7 +2,6 @@ using System;
 using System.Management.Automation;
 using System.Security;
 using VmCheckpoint.Core.Security;
-using VmCheckpoint.Core.Repository.Encryption;
 
 namespace VmCheckpoint.PowerShell
 {
@@ -54,9 +53,14 @@ namespace VmCheckpoint.PowerShell
                 ThrowTerminatingError(ToErrorRecord(e, "NewPassword", NewPasswordFile));
             }
             var repository = OpenRepository();
-            if (!repository.Encrypted)
-                ThrowTerminatingError(new ErrorRecord(new InvalidOperationException($"The repository {repository.Path} is not encrypted: it has no password to set (New-VmCheckpointRepository -Encrypt creates an encrypted one)."),
-                    "RepositoryNotEncrypted", ErrorCategory.InvalidOperation, repository.Path));
+            try
+            {
+                repository.RequireEncrypted();
+            }
+            catch (InvalidOperationException e)
+            {
+                ThrowTerminatingError(ToErrorRecord(e, "SetPassword", repository.Path));
+            }
             if (!ShouldProcess(repository.Path, Add ? "Add a password" : "Change the password (the current one stops working)")) return;
             try
             {

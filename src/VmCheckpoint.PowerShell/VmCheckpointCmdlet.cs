@@ -46,18 +46,15 @@ namespace VmCheckpoint.PowerShell
         /// <summary>The password given to this cmdlet, or null (Core then looks at the session's keys and the environment).</summary>
         protected Core.Security.RepositorySecret? GivenSecret()
         {
-            if (Password != null && PasswordFile != null)
-                ThrowTerminatingError(new ErrorRecord(new ArgumentException("Give -Password or -PasswordFile, not both."), "PasswordTwice", ErrorCategory.InvalidArgument, null));
             try
             {
-                if (Password != null) return Core.Security.RepositorySecret.FromSecureString(Password);
-                if (PasswordFile != null) return Core.Security.RepositorySecret.FromFile(ResolvePath(PasswordFile));
+                return Core.Security.RepositorySecret.Choose(Password, PasswordFile is null ? null : ResolvePath(PasswordFile), useEnvironment: false);
             }
             catch (Exception e)
             {
                 ThrowTerminatingError(ToErrorRecord(e, "Password", PasswordFile));
+                throw; // not reached
             }
-            return null;
         }
 
         /// <summary>The LiteDB catalog file; defaults to $env:VMCHECKPOINT_CATALOG or the user's local application data.</summary>
@@ -273,7 +270,7 @@ namespace VmCheckpoint.PowerShell
             }
         }
 
-        protected static ErrorRecord ToErrorRecord(Exception e, string operation, object? target)
+        internal static ErrorRecord ToErrorRecord(Exception e, string operation, object? target)
         {
             var (category, failure) = Classify(e);
             var record = new ErrorRecord(e, operation + "." + failure, category, target);

@@ -1,7 +1,6 @@
 using System;
 using System.Collections.Generic;
 using System.IO;
-using System.Security.Cryptography;
 using VmCheckpoint.Core.Repository.Backends;
 
 namespace VmCheckpoint.Core.Repository
@@ -29,16 +28,14 @@ namespace VmCheckpoint.Core.Repository
         private readonly RepositoryLayout _layout;
         private readonly Dictionary<string, IObjectReader> _open = new Dictionary<string, IObjectReader>(StringComparer.Ordinal);
         private readonly LinkedList<string> _lru = new LinkedList<string>();
-        private readonly HashAlgorithm _sha;
-        private readonly BlockCodec _codec = new BlockCodec();
+        private readonly BlobDecoder _decoder;
         private byte[] _stored = new byte[0];
-        private byte[] _opened = new byte[0]; // an encrypted blob's plain (compressed) bytes
 
         public BlockReader(BlockStore store, RepositoryLayout layout)
         {
             _store = store;
             _layout = layout;
-            _sha = layout.NewBlockHasher();
+            _decoder = new BlobDecoder(layout);
         }
 
         /// <summary>Reads a block into <paramref name="destination"/> and returns its length.</summary>
@@ -52,39 +49,8 @@ namespace VmCheckpoint.Core.Repository
             if (_stored.Length < location.StoredLength) _stored = new byte[location.StoredLength];
             if (pack.ReadAt(location.Offset, _stored, 0, location.StoredLength) != location.StoredLength)
                 throw new BlockDamagedException(hash.ToString(), $"Block {hash}: pack {location.PackId} ends early.");
-            int storedLength = location.StoredLength;
-            if (_layout.Key is { } key)
-            {
-                if (_opened.Length < storedLength) _opened = new byte[storedLength];
-                try
-                {
-                    storedLength = key.OpenBlob(hash, _stored, storedLength, _opened);
-                }
-                catch (CryptographicException)
-                {
-                    throw new BlockDamagedException(hash.ToString(), $"Block {hash} in pack {location.PackId} does not decrypt with the repository's key (damaged or altered).");
-                }
-                (_stored, _opened) = (_opened, _stored);
-            }
-            int length;
-            if (location.Compression == BlobCompression.Zstd)
-            {
-                try
-                {
-                    length = _codec.Decompress(_stored, storedLength, destination, location.RawLength);
-                }
-                catch (InvalidDataException e)
-                {
-                    throw new BlockDamagedException(hash.ToString(), $"Block {hash} in pack {location.PackId} does not decompress: {e.Message}");
-                }
-            }
-            else
-            {
-                Buffer.BlockCopy(_stored, 0, destination, 0, storedLength);
-                length = storedLength;
-            }
-            if (length != location.RawLength || BlockHash.Compute(_sha, destination, 0, length) != hash)
-                throw new BlockDamagedException(hash.ToString(), $"Block {hash} in pack {location.PackId} does not match its hash.");
+            if (_decoder.TryDecode(hash, _stored, location.StoredLength, location.RawLength, location.Compression, destination, out int length) is { } problem)
+                throw new BlockDamagedException(hash.ToString(), $"Block {hash} in pack {location.PackId} {problem}.");
             return length;
         }
 
@@ -120,8 +86,7 @@ namespace VmCheckpoint.Core.Repository
         {
             foreach (var s in _open.Values) s.Dispose();
             _open.Clear();
-            _sha.Dispose();
-            _codec.Dispose();
+            _decoder.Dispose();
         }
     }
 }

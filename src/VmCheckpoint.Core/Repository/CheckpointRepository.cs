@@ -216,6 +216,13 @@ namespace VmCheckpoint.Core.Repository
         /// <summary>The number of passwords (key slots) that open this encrypted repository.</summary>
         public int KeyCount => Encrypted ? ListKeySlots(Layout, parse: false).Count : 0;
 
+        /// <summary>Throws <see cref="InvalidOperationException"/> for a repository that is not encrypted (it has no password).</summary>
+        public void RequireEncrypted()
+        {
+            if (!Encrypted || Layout.Key is null)
+                throw new InvalidOperationException($"The repository {Path} is not encrypted: it has no password (New-VmCheckpointRepository -Encrypt creates an encrypted repository; take checkpoints into it).");
+        }
+
         /// <summary>
         /// Adds a password (a new key slot wrapping the same master key: nothing is re-encrypted). With
         /// <paramref name="replace"/>, the slot the repository was opened with is deleted once the new one is written,
@@ -224,8 +231,7 @@ namespace VmCheckpoint.Core.Repository
         /// </summary>
         public string AddPassword(RepositorySecret password, bool replace)
         {
-            if (!Encrypted || Layout.Key is null)
-                throw new InvalidOperationException($"The repository {Path} is not encrypted: a password cannot be added to it (create an encrypted repository with New-VmCheckpointRepository -Encrypt and copy checkpoints into it).");
+            RequireEncrypted();
             if (replace && UnlockedWith is null)
                 throw new InvalidOperationException($"Give the current password of {Path} (-Password or -PasswordFile) to change it: the key it opens is the one replaced.");
             foreach (var (slotName, slot) in ListKeySlots(Layout, new List<string>()))
@@ -240,7 +246,7 @@ namespace VmCheckpoint.Core.Repository
                 }
                 throw new TargetExistsException(Path, $"The new password from {password.Source} already opens {Path}.");
             }
-            var name = WriteKeySlot(Layout, Layout.Key, password, Config.Id);
+            var name = WriteKeySlot(Layout, Layout.Key!, password, Config.Id);
             if (replace)
             {
                 Backend.Delete(UnlockedWith!);

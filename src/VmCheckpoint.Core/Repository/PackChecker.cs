@@ -56,17 +56,15 @@ namespace VmCheckpoint.Core.Repository
         private const int WindowSize = 4 << 20;
 
         private readonly RepositoryLayout _layout;
-        private readonly BlockCodec _codec = new BlockCodec();
-        private readonly HashAlgorithm _sha;
+        private readonly BlobDecoder _decoder;
         private readonly byte[] _raw = new byte[RepositoryConfig.MaxBlockSize];
         private byte[] _stored = new byte[0];
-        private byte[] _opened = new byte[0]; // an encrypted blob's plain (compressed) bytes
         private byte[] _window = new byte[0]; // one for every pack this checker reads
 
         public PackChecker(RepositoryLayout layout)
         {
             _layout = layout;
-            _sha = layout.NewBlockHasher();
+            _decoder = new BlobDecoder(layout);
         }
 
         /// <summary>
@@ -203,41 +201,7 @@ namespace VmCheckpoint.Core.Repository
         private string? CheckBlob(PackEntry e)
         {
             if (e.RawLength > _raw.Length) return $"claims {e.RawLength} bytes, more than a block holds";
-            byte[] stored = _stored;
-            int storedLength = e.StoredLength;
-            if (_layout.Key is { } key)
-            {
-                if (_opened.Length < storedLength) _opened = new byte[storedLength];
-                try
-                {
-                    storedLength = key.OpenBlob(e.Hash, _stored, storedLength, _opened);
-                }
-                catch (CryptographicException)
-                {
-                    return $"block {e.Hash} does not decrypt with the repository's key (damaged or altered)";
-                }
-                stored = _opened;
-            }
-            int length;
-            if (e.Compression == BlobCompression.Zstd)
-            {
-                try
-                {
-                    length = _codec.Decompress(stored, storedLength, _raw, e.RawLength);
-                }
-                catch (InvalidDataException x)
-                {
-                    return $"block {e.Hash} does not decompress: {x.Message}";
-                }
-            }
-            else
-            {
-                Buffer.BlockCopy(stored, 0, _raw, 0, storedLength);
-                length = storedLength;
-            }
-            if (length != e.RawLength || BlockHash.Compute(_sha, _raw, 0, length) != e.Hash)
-                return $"block {e.Hash} does not match its hash";
-            return null;
+            return _decoder.TryDecode(e.Hash, _stored, e.StoredLength, e.RawLength, e.Compression, _raw, out _) is { } problem ? $"block {e.Hash} {problem}" : null;
         }
 
         private static string Strip(string message, string source) =>
@@ -245,8 +209,7 @@ namespace VmCheckpoint.Core.Repository
 
         public void Dispose()
         {
-            _codec.Dispose();
-            _sha.Dispose();
+            _decoder.Dispose();
         }
 
         /// <summary>Entries equal in every field are one blob (the trailer's and an index's copy of it).</summary>

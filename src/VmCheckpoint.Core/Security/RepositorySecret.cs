@@ -69,6 +69,19 @@ namespace VmCheckpoint.Core.Security
             return FromString(end >= 0 ? text.Substring(0, end) : text, source);
         }
 
+        /// <summary>
+        /// The password a command was given: <paramref name="password"/> (-Password) or the file <paramref name="passwordFile"/>
+        /// names (-PasswordFile), never both (<see cref="ArgumentException"/>); with neither, the environment's when
+        /// <paramref name="useEnvironment"/>, else null.
+        /// </summary>
+        public static RepositorySecret? Choose(SecureString? password, string? passwordFile, bool useEnvironment)
+        {
+            if (password != null && passwordFile != null) throw new ArgumentException("Give -Password or -PasswordFile, not both.");
+            if (password != null) return FromSecureString(password);
+            if (passwordFile != null) return FromFile(passwordFile);
+            return useEnvironment ? FromEnvironment() : null;
+        }
+
         /// <summary>$env:VMCHECKPOINT_PASSWORD, else the file $env:VMCHECKPOINT_PASSWORD_FILE names, else null.</summary>
         public static RepositorySecret? FromEnvironment()
         {

@@ -85,7 +85,11 @@ namespace VmCheckpoint.Core.Repository.Encryption
 
         public static void RandomBytes(byte[] buffer)
         {
+#if NET
+            RandomNumberGenerator.Fill(buffer); // no generator object per blob
+#else
             using (var rng = RandomNumberGenerator.Create()) rng.GetBytes(buffer);
+#endif
         }
     }
 }
