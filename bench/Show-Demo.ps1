@@ -1,7 +1,8 @@
 <#
 .SYNOPSIS
     The main job on real data: a VM's two disks (a qcow2 made by qemu-img holding real files, and a raw disk)
-    checkpointed into a folder repository, changed, checkpointed again, verified, restored and compared. Then the
+    checkpointed into a folder repository, changed, checkpointed again, verified, restored and compared, and into an
+    encrypted repository. Then the
     product's main job on a running VM: the tiny self-checking guest (tests/hosts/guest) checkpointed live with
     its memory, killed (kill -9 of its qemu), and brought back by Watch-VmHealth counting on from the checkpoint.
 #>
@@ -73,6 +74,14 @@ Show 'Get-VmCheckpoint'
 Step 'Retention: keep the newest checkpoint; blocks that only the removed one used are reclaimed (here almost none: the newer one holds the same disk)'
 Show 'Remove-VmCheckpoint -KeepLast 1 -Confirm:$false'
 Show 'Test-VmCheckpoint -ReadData'
+
+Step 'An encrypted repository (for storage someone else holds): nothing in it names the VM or shows its data, and a wrong password reads nothing'
+$env:VMCHECKPOINT_PASSWORD = 'demo password: keep yours somewhere safe'
+Show 'New-VmCheckpointRepository -Path ./encrypted -Encrypt | Format-List Path, Encryption'
+Show 'Invoke-VmCheckpoint -Name web01 -DiskPath ./web01.qcow2, ./web01-data.raw -Repository ./encrypted | Format-List Id, VmName, StoredBytes, DurationSeconds'
+Show '"Files naming web01: $(@(Get-ChildItem ./encrypted -Recurse | Where-Object Name -like ''*web01*'').Count); files holding the text web01: $(@(& grep -rlaF web01 ./encrypted).Count)"'
+Remove-Item Env:VMCHECKPOINT_PASSWORD
+Show 'try { Get-VmCheckpoint -Repository ./encrypted -Password (ConvertTo-SecureString ''wrong'' -AsPlainText -Force) } catch { "{0}: {1}" -f $_.CategoryInfo.Category, $_.Exception.Message }'
 
 # --- A running VM: live checkpoint with memory, a crash, and the watcher ---
 $root = Split-Path $PSScriptRoot -Parent
